@@ -1,0 +1,54 @@
+# Every developer task is one command. `make demo` and `make test` create .venv themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# On machines that carry the shared data mirror (offline development, CI), read the catalog from it.
+MIRROR_DIR := $(abspath ../shared/data/mirror)
+ifneq ($(wildcard $(MIRROR_DIR)),)
+export MINIML_DATA_MIRROR ?= $(MIRROR_DIR)
+endif
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv demo test lint typecheck unit integration e2e bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU build from disk here, the default wheel for online users.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,onnx,generative,openai]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	VENV=$(VENV) bash scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+integration: venv
+	$(PY) -m pytest tests/integration -q
+
+e2e: venv
+	$(PY) -m pytest tests/e2e -q
+
+test: lint typecheck
+	$(PY) -m pytest -q
+
+bench: venv
+	@echo "benchmarks: see bench/README.md (each script prints its figures and the machine)"
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

@@ -1,0 +1,3 @@
+from miniml.cli import main
+
+main()

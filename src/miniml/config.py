@@ -1,0 +1,158 @@
+"""Loading step configs: YAML file < environment < ``--set key=value``, validated by one pydantic schema.
+
+Each step (``data prepare``, ``train``, ``serve``, ...) has one schema, a subclass of :class:`StepConfig`.
+Precedence, lowest to highest:
+
+1. the YAML file given on the command line;
+2. environment variables ``MINIML_<SECTION>__<KEY>[__<SUBKEY>...]`` where SECTION is the schema's
+   ``env_section`` (``MINIML_TRAIN__EPOCHS=3`` sets ``epochs`` of a train config);
+3. ``--set key.subkey=value`` on the command line.
+
+Values from the environment and ``--set`` are parsed as YAML scalars/flow collections, so ``3`` is an int,
+``true`` a bool and ``[a, b]`` a list. Validation errors name the key, what was wrong, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from miniml.errors import ConfigError
+
+T = TypeVar("T", bound="StepConfig")
+
+
+class StepConfig(BaseModel):
+    """Base of every step's config: unknown keys are errors, values are validated on construction."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    env_section: ClassVar[str] = ""
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value the way YAML would (``3`` → int, ``[a, b]`` → list, ``x`` → str)."""
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree[a][b][c] = value`` for ``dotted == "a.b.c"``, creating mappings on the way."""
+    keys = [k for k in dotted.split(".") if k]
+    if not keys:
+        raise ConfigError(f"empty key in override {dotted!r}", hint="write --set key.subkey=value")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into ``{"a": {"b": 1}, "c": "x"}``."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not key=value", hint="write --set key.subkey=value")
+        set_path(tree, key.strip(), parse_value(value))
+    return tree
+
+
+def env_overrides(section: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Collect ``MINIML_<SECTION>__KEY__SUB=value`` variables into a nested mapping."""
+    if not section:
+        return {}
+    environ = os.environ if environ is None else environ
+    prefix = f"MINIML_{section.upper()}__"
+    tree: dict[str, Any] = {}
+    for name, value in sorted(environ.items()):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            dotted = ".".join(part.lower() for part in name[len(prefix) :].split("__"))
+            set_path(tree, dotted, parse_value(value))
+    return tree
+
+
+def deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated by ``top``; nested mappings merge, everything else is replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, a parse error or a non-mapping is a one-line ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line naming every bad key, what is wrong with it, and how to set it."""
+    parts = []
+    for item in err.errors()[:5]:
+        key = ".".join(str(p) for p in item["loc"]) or "(root)"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling"
+        elif item["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in item and item["type"] != "missing":
+            shown = repr(item["input"])
+            msg = f"{msg} (got {shown[:60]})"
+        parts.append(f"{key}: {msg}")
+    more = f"; and {len(err.errors()) - 5} more" if len(err.errors()) > 5 else ""
+    return f"invalid config {source}: " + "; ".join(parts) + more + " — fix the file or use --set KEY=VALUE"
+
+
+def validate(schema: type[T], data: Mapping[str, Any], source: str = "") -> T:
+    """Build ``schema`` from ``data``; a ValidationError becomes a one-line ConfigError."""
+    try:
+        return schema.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source or schema.__name__)) from None
+
+
+def load_config(
+    schema: type[T],
+    path: Path | str | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir_key: str | None = None,
+) -> T:
+    """Load a step config with the documented precedence: file < environment < overrides."""
+    data: dict[str, Any] = read_yaml(Path(path)) if path is not None else {}
+    data = deep_merge(data, env_overrides(schema.env_section, environ))
+    data = deep_merge(data, parse_overrides(overrides))
+    if base_dir_key and path is not None and base_dir_key not in data:
+        data[base_dir_key] = str(Path(path).resolve().parent)
+    return validate(schema, data, str(path) if path is not None else schema.__name__)

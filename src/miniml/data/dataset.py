@@ -1,0 +1,190 @@
+"""A prepared dataset: an immutable, content-addressed folder of Parquet splits plus ``manifest.json``.
+
+Layout::
+
+    MINIML_HOME/datasets/NAME/FINGERPRINT/
+        train.parquet  validation.parquet  test.parquet   # columns: input, target (+ extras)
+        manifest.json
+
+The fingerprint is a hash of the sources' sha256, the preparation config and the cleaning code version, so
+the same inputs give the same folder. Folders are written once, atomically, and never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from miniml import paths
+from miniml.errors import DataError
+from miniml.io import atomic_dir, atomic_write_json
+
+SPLITS = ("train", "validation", "test")
+MANIFEST = "manifest.json"
+
+
+class SourceRecord(BaseModel):
+    """Where some rows came from: a catalog URL or a local path, with its sha256."""
+
+    uri: str
+    sha256: str
+    bytes: int | None = None
+    license: str | None = None
+    rows: int | None = None
+
+
+class Manifest(BaseModel):
+    """What ``manifest.json`` holds; enough to reproduce and audit the dataset."""
+
+    name: str
+    fingerprint: str
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    miniml_version: str = ""
+    cleaning_version: str = ""
+    config: dict[str, Any] = Field(default_factory=dict)
+    sources: list[SourceRecord] = Field(default_factory=list)
+    columns: list[str] = Field(default_factory=lambda: ["input", "target"])
+    counts: dict[str, int] = Field(default_factory=dict)
+    label_counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+    dropped: dict[str, int] = Field(default_factory=dict)
+
+
+def fingerprint_of(obj: Any, length: int = 16) -> str:
+    """Stable short hash of a JSON-able object (sorted keys, no whitespace)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+class Dataset:
+    """A prepared dataset folder, opened read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST
+        if not manifest_path.is_file():
+            raise DataError(
+                f"{self.path} is not a prepared dataset (no {MANIFEST})",
+                hint="run `miniml data prepare CONFIG.yaml` and pass the folder it prints",
+            )
+        self.manifest = Manifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.fingerprint
+
+    def splits(self) -> list[str]:
+        return [s for s in SPLITS if (self.path / f"{s}.parquet").is_file()]
+
+    def split(self, name: str) -> pd.DataFrame:
+        """Load one split; a missing or empty split is a DataError naming the splits that exist."""
+        file = self.path / f"{name}.parquet"
+        if not file.is_file():
+            raise DataError(
+                f"dataset {self.name} has no split {name!r}",
+                hint=f"available: {', '.join(self.splits()) or 'none'}",
+            )
+        frame = pd.read_parquet(file)
+        if frame.empty:
+            raise DataError(f"split {name!r} of dataset {self.name} is empty", hint="prepare it again")
+        return frame
+
+    def labels(self) -> list[str]:
+        """Sorted label set over all splits (classification datasets)."""
+        seen: set[str] = set()
+        for counts in self.manifest.label_counts.values():
+            seen.update(counts)
+        return sorted(seen)
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name}/{self.fingerprint} at {self.path})"
+
+
+def open_dataset(ref: str | Path) -> Dataset:
+    """Open a dataset by folder path, ``NAME/FINGERPRINT`` or ``NAME`` (the most recently prepared)."""
+    candidate = Path(ref).expanduser()
+    if (candidate / MANIFEST).is_file():
+        return Dataset(candidate)
+    root = paths.datasets_dir()
+    text = str(ref)
+    if "/" in text.strip("/"):
+        name, _, fp = text.strip("/").partition("/")
+        folder = root / name / fp
+        if (folder / MANIFEST).is_file():
+            return Dataset(folder)
+    else:
+        folder = root / text
+        versions = sorted(
+            (p for p in folder.glob("*") if (p / MANIFEST).is_file()),
+            key=lambda p: (p / MANIFEST).stat().st_mtime,
+        )
+        if versions:
+            return Dataset(versions[-1])
+    raise DataError(
+        f"no prepared dataset {text!r} (looked for a folder and under {root})",
+        hint="run `miniml data prepare CONFIG.yaml` first, or pass the folder it printed",
+    )
+
+
+def label_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per target value, for classification-style targets; empty for free-text targets."""
+    if "target" not in frame or frame.empty:
+        return {}
+    counts = frame["target"].astype(str).value_counts()
+    if len(counts) > 200:  # free-text targets (seq2seq): counting them is noise
+        return {}
+    return {str(k): int(v) for k, v in sorted(counts.items())}
+
+
+def write_dataset(
+    name: str,
+    fingerprint: str,
+    splits: dict[str, pd.DataFrame],
+    *,
+    config: dict[str, Any] | None = None,
+    sources: list[SourceRecord] | None = None,
+    dropped: dict[str, int] | None = None,
+    cleaning_version: str = "",
+    root: Path | None = None,
+) -> Dataset:
+    """Write splits + manifest atomically to ``root/NAME/FINGERPRINT`` (default under MINIML_HOME).
+
+    If that folder already exists it is returned as is: same fingerprint, same contents.
+    """
+    from miniml import __version__
+
+    for split, frame in splits.items():
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}", hint=f"use one of {', '.join(SPLITS)}")
+        missing = {"input", "target"} - set(frame.columns)
+        if missing:
+            raise DataError(f"split {split!r} lacks column(s) {sorted(missing)}")
+    final = (root or paths.datasets_dir()) / name / fingerprint
+    if (final / MANIFEST).is_file():
+        return Dataset(final)
+    manifest = Manifest(
+        name=name,
+        fingerprint=fingerprint,
+        miniml_version=__version__,
+        cleaning_version=cleaning_version,
+        config=config or {},
+        sources=sources or [],
+        columns=list(next(iter(splits.values())).columns) if splits else ["input", "target"],
+        counts={s: len(f) for s, f in splits.items()},
+        label_counts={s: label_counts(f) for s, f in splits.items()},
+        dropped=dropped or {},
+    )
+    with atomic_dir(final) as tmp:
+        for split, frame in splits.items():
+            frame.reset_index(drop=True).to_parquet(tmp / f"{split}.parquet", index=False)
+        atomic_write_json(tmp / MANIFEST, manifest.model_dump(mode="json"))
+    return Dataset(final)
