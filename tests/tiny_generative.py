@@ -168,23 +168,41 @@ def train_steps(loaded: Any, fmt: Any, steps: int = 60, lr: float = 1e-2, seed: 
     return losses
 
 
-@functools.cache
 def trained_folder(kind: str, lora: bool = False, merge: bool = True) -> Path:
-    """A tiny model trained a few steps and saved as a miniml model folder (built once per session)."""
+    """A tiny model trained a few steps and saved as a miniml model folder (built once per session).
+
+    With ``lora`` one trained adapter is saved twice: adapter-only (``merge=False``) and merged.
+    """
+    folders = _trained(kind, lora)
+    return folders[0] if merge or not lora else folders[1]
+
+
+@functools.cache
+def _trained(kind: str, lora: bool) -> tuple[Path, Path]:
+    import torch
+
     from miniml.generation import task_module
     from miniml.tasks.generative import prepare_for_training, write_model_folder
 
     extra: dict[str, Any] = {}
     if lora:
         targets = ["c_attn"] if kind == "gpt2" else (["q", "v"] if kind == "t5" else ["q_proj", "v_proj"])
-        extra["lora"] = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": targets, "merge": merge}
+        extra["lora"] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": targets, "merge": False}
     settings = settings_for(kind, model_path(kind), **extra)
     task = "causal_lm" if kind == "gpt2" else "seq2seq"
     module = task_module(task)
+    torch.manual_seed(0)
     loaded = module.load_for_training(settings)
     prepare_for_training(loaded, settings, task)
     fmt = module.make_format(settings, loaded.tokenizer)
-    train_steps(loaded, fmt)
-    folder = _root() / f"model-{kind}-{'lora' if lora else 'full'}-{'merged' if merge else 'adapter'}"
-    write_model_folder(folder, loaded, fmt, settings, name=f"tiny-{kind}", base_model=str(model_path(kind)))
-    return folder
+    train_steps(loaded, fmt, steps=100, lr=3e-2 if lora else 1e-2)
+    name, base = f"tiny-{kind}", str(model_path(kind))
+    if not lora:
+        folder = _root() / f"model-{kind}"
+        write_model_folder(folder, loaded, fmt, settings, name=name, base_model=base)
+        return folder, folder
+    adapter_only, merged = _root() / f"model-{kind}-lora-adapter", _root() / f"model-{kind}-lora-merged"
+    write_model_folder(adapter_only, loaded, fmt, settings, name=name, base_model=base)
+    settings.lora.merge = True  # type: ignore[union-attr]
+    write_model_folder(merged, loaded, fmt, settings, name=name, base_model=base)
+    return merged, adapter_only
