@@ -58,9 +58,16 @@ def fetch(name: str, *, mirror: str | None = None) -> list[Path]:
 
 def fetch_files(files: list[CatalogFile], *, mirror: str | None = None) -> list[Fetched]:
     """Fetch ``files`` (skipping those already cached) with one progress bar per transfer."""
+    if all(_is_cached(f) for f in files):  # offline re-runs need no mirror at all
+        return [Fetched(f, cached_path(f), transferred=False) for f in files]
     base = resolve_mirror(mirror)
     with _progress() as progress:
         return [fetch_file(f, base, progress) for f in files]
+
+
+def _is_cached(file: CatalogFile) -> bool:
+    final = cached_path(file)
+    return final.is_file() and final.stat().st_size == file.bytes
 
 
 def resolve_mirror(mirror: str | None) -> str | Path | None:
@@ -93,12 +100,12 @@ def source_of(file: CatalogFile, mirror: str | Path | None) -> str | Path:
 def fetch_file(file: CatalogFile, mirror: str | Path | None, progress: Progress) -> Fetched:
     """Make ``file`` present and verified in the cache; transfer it only when missing."""
     final = cached_path(file)
-    if final.is_file() and final.stat().st_size == file.bytes:
+    if _is_cached(file):
         return Fetched(file, final, transferred=False)
     final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
     with _locked(final.with_name(final.name + ".lock")):
-        if final.is_file() and final.stat().st_size == file.bytes:  # another process finished it
+        if _is_cached(file):  # another process finished it while we waited
             return Fetched(file, final, transferred=False)
         src = source_of(file, mirror)
         task = progress.add_task(file.name, total=file.bytes)

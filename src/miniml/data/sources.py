@@ -21,7 +21,7 @@ from miniml.data.catalog import CatalogFile, select_files
 from miniml.data.fetch import fetch_files
 from miniml.data.mapping import Template, apply_label_map, as_text, require_columns
 from miniml.data.readers import Format, read
-from miniml.errors import DataError
+from miniml.errors import ConfigError, DataError
 
 SplitName = Literal["train", "validation", "test"]
 RESERVED = {"input", "target", "_split"}
@@ -127,7 +127,10 @@ class SourceConfig(_Strict):
         if any(isinstance(v, list) and not v for v in self.extras.values()):
             raise ValueError("an extras list needs at least one template")
         for text in self.templates():
-            Template(text)
+            try:
+                Template(text)
+            except ConfigError as err:  # as a ValueError, pydantic names the key
+                raise ValueError(str(err)) from None
         return self
 
     def templates(self) -> list[str]:
