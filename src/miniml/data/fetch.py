@@ -147,8 +147,7 @@ def _download(
                 return
             except httpx.ConnectError as err:
                 raise DataError(
-                    f"cannot connect to {httpx.URL(url).host}:{httpx.URL(url).port or ''} for {url}: "
-                    f"{_reason(err)}",
+                    f"cannot connect to {httpx.URL(url).netloc.decode()} for {url}: {_reason(err)}",
                     hint="is the mirror server running? check --mirror / MINIML_DATA_MIRROR"
                     if via_mirror
                     else "check the network connection or set MINIML_DATA_MIRROR",
