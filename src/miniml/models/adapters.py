@@ -8,6 +8,7 @@ folder holds only the adapter and the tokenizer, and loading reads the base mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -59,8 +60,10 @@ def check_target_modules(model: nn.Module, targets: list[str]) -> None:
         )
 
 
-def apply_lora(model: nn.Module, settings: LoraSettings, task: PeftTask) -> nn.Module:
-    """Wrap ``model`` in a peft LoRA model; only the adapter weights stay trainable."""
+def apply_lora(
+    model: nn.Module, settings: LoraSettings, task: PeftTask, modules_to_save: Sequence[str] = ()
+) -> nn.Module:
+    """Wrap ``model`` in a peft LoRA model: adapter weights and ``modules_to_save`` stay trainable."""
     import peft
 
     check_target_modules(model, settings.target_modules)
@@ -69,9 +72,31 @@ def apply_lora(model: nn.Module, settings: LoraSettings, task: PeftTask) -> nn.M
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
+        modules_to_save=list(modules_to_save) or None,
         task_type=peft.TaskType.SEQ_2_SEQ_LM if task == "seq2seq" else peft.TaskType.CAUSAL_LM,
     )
     return peft.get_peft_model(model, config)
+
+
+def new_modules(model: nn.Module, new_weights: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The largest modules whose weights are all new (and shared with nothing), and new weights outside them.
+
+    peft trains and saves such modules in full next to the adapter (``modules_to_save``): a low-rank update
+    cannot repair randomly initialised layers such as a warm-started decoder's cross-attention.
+    """
+    new = set(new_weights)
+    owners: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(param), []).append(name)
+    shared = {n for names in owners.values() if len(names) > 1 for n in names}
+    chosen: list[str] = []
+    for name, module in model.named_modules():
+        params = [f"{name}.{p}" for p, _ in module.named_parameters(remove_duplicate=False)]
+        inside = any(name.startswith(c + ".") for c in chosen)
+        if name and params and not inside and all(p in new and p not in shared for p in params):
+            chosen.append(name)
+    left = sorted(n for n in new if not any(n.startswith(c + ".") for c in chosen))
+    return chosen, left
 
 
 def is_peft_model(model: object) -> bool:

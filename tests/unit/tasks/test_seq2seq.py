@@ -66,7 +66,7 @@ def test_warm_start_with_lora_trains_the_new_cross_attention_in_full() -> None:
     loaded = seq2seq.load_for_training(settings)
     prepare_for_training(loaded, settings, "seq2seq")
     trainable = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
-    assert any("crossattention.output.dense" in n for n in trainable)
+    assert any("crossattention.modules_to_save" in n and "output.dense" in n for n in trainable)
     assert any("lora_A" in n for n in trainable)
     assert not any("encoder.encoder.layer.0.attention.self.key" in n for n in trainable)
 
