@@ -23,6 +23,7 @@ class TrainResult:
     model_name: str
     model_version: int | None
     metrics: dict[str, float]
+    report_dir: Path | None = None
 
 
 def flat_params(config: TrainConfig) -> dict[str, Any]:
@@ -69,8 +70,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     session.finish()
     return TrainResult(
         run_id=run_id,
-        model_folder=Path(version.path) if version is not None else outcome.model_folder,
+        model_folder=outcome.model_folder,
         model_name=config.model_name,
         model_version=version.version if version is not None else None,
         metrics=outcome.metrics,
+        report_dir=outcome.report_dir,
     )
