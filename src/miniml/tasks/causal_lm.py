@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from miniml.errors import ConfigError
-from miniml.models.quantization import Quantization, quantization_config
+from miniml.models.quantization import Quantization
 from miniml.tasks.generative import (
     GenerativeSettings,
     LoadedModel,
@@ -128,8 +128,6 @@ def load_base(source: dict[str, Any], quantization: Quantization = "none") -> Lo
 
 def load_for_training(settings: CausalLMSettings) -> LoadedModel:
     """The model and tokenizer a causal_lm train config asks for (quantization falls back on CPU)."""
-    if settings.quantization != "none":
-        quantization_config(settings.quantization)
     return load_base(settings.source(), settings.quantization)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from miniml.errors import ModelError
 from miniml.generation import GenerationParams
@@ -51,6 +51,15 @@ class GenerativeSettings(BaseModel):
         default_factory=lambda: GenerationParams.model_validate({}),
         description="default generation settings saved with the model",
     )
+
+    @model_validator(mode="after")
+    def _quantized_needs_lora(self) -> GenerativeSettings:
+        if self.quantization != "none" and self.lora is None:
+            raise ValueError(
+                f"{self.quantization} weights cannot be trained directly: add a model.lora section "
+                "(or set model.quantization: none)"
+            )
+        return self
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from miniml.errors import ConfigError
-from miniml.models.quantization import Quantization, quantization_config
+from miniml.models.quantization import Quantization
 from miniml.tasks.generative import (
     GenerativeSettings,
     LoadedModel,
@@ -170,8 +170,6 @@ def load_base(source: dict[str, Any], quantization: Quantization = "none") -> Lo
 
 def load_for_training(settings: Seq2SeqSettings) -> LoadedModel:
     """The model and tokenizer a seq2seq train config asks for (quantization falls back on CPU)."""
-    if settings.quantization != "none":
-        quantization_config(settings.quantization)  # logs the CPU fallback once, up front
     return load_base(settings.source(), settings.quantization)
 
 
