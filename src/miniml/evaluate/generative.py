@@ -13,12 +13,15 @@ For causal LMs ``exact_match`` and ``token_f1`` compare the generated completion
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miniml.errors import ConfigError, DataError
@@ -196,8 +199,12 @@ class GenerativeReport:
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "count": self.count, "metrics": self.metrics, "samples": self.samples}
 
-    def to_markdown(self) -> str:
-        lines = [f"# Evaluation ({self.task}, {self.count} examples)", "", "| metric | value |", "|---|---|"]
+    def to_markdown(self, context: dict[str, Any] | None = None) -> str:
+        context = context or {}
+        title = f"{context.get('model', self.task)} on {context.get('dataset', '?')}"
+        lines = [f"# Evaluation: {title}", ""]
+        lines += [f"- {key}: `{value}`" for key, value in {**context, "examples": self.count}.items()]
+        lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in self.metrics.items()]
         lines += ["", "## Sample predictions", ""]
         for s in self.samples:
@@ -241,3 +248,112 @@ def evaluate_generative(
         for i in range(min(samples, len(inputs)))
     ]
     return GenerativeReport(generator.task, len(inputs), scores, shown)
+
+
+def write_generative_report(
+    out_dir: Path,
+    report: GenerativeReport,
+    context: dict[str, Any],
+    history: Sequence[dict[str, Any]] | None = None,
+) -> Path:
+    """``metrics.json`` (with the sample predictions), ``report.md`` and, after training, ``curves.png``."""
+    from miniml.evaluate.plots import plot_curves
+    from miniml.evaluate.report import CURVES_FILE, METRICS_FILE, REPORT_FILE
+    from miniml.io import atomic_write_json, atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / METRICS_FILE, {**context, **report.to_dict()})
+    text = report.to_markdown(context)
+    if history and plot_curves(history, out_dir / CURVES_FILE, metric="eval_loss"):
+        text += f"\n![training curves]({CURVES_FILE})\n"
+    atomic_write_text(out_dir / REPORT_FILE, text)
+    return out_dir
+
+
+@contextlib.contextmanager
+def progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (silent when it is not a terminal); yields ``advance(n)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(file=sys.stderr)
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def evaluate_generative_model(
+    folder: Path,
+    dataset: str | Path,
+    split: str = "test",
+    *,
+    out_dir: Path | None = None,
+    model_ref: str = "",
+) -> tuple[GenerativeReport, Path]:
+    """``miniml evaluate`` for a seq2seq / causal_lm model folder: metrics + report files."""
+    from datetime import UTC, datetime
+
+    from miniml import paths
+    from miniml.data.dataset import open_dataset
+    from miniml.generation import Generator
+
+    generator = Generator.load(folder)
+    data = open_dataset(dataset)
+    frame = data.split(split)
+    with progress("generate", len(frame)) as advance:
+        report = evaluate_generative(generator, frame, on_batch=advance)
+    name = generator.info.name if generator.info else Path(folder).name
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out_dir = out_dir or paths.home() / "reports" / name / f"{data.name}-{split}-{stamp}"
+    context = {
+        "model": model_ref or str(folder),
+        "model_name": name,
+        "dataset": f"{data.name}/{data.fingerprint}",
+    }
+    write_generative_report(out_dir, report, {**context, "split": split})
+    return report, out_dir
+
+
+def predict_generative_file(
+    folder: Path, input_path: Path, output_path: Path, *, batch_size: int = 16
+) -> int:
+    """``miniml predict`` for generative models: ``{"generated_text"}`` (+ ``id``) per input line, in order.
+
+    Reads and validates lines like classification prediction does; prompts over the model's cap are cut
+    the way training cut them. The output file is replaced atomically.
+    """
+    import json
+    import os
+    import tempfile
+
+    from miniml.evaluate.predict import _batches, _progress, _records
+    from miniml.generation import Generator
+
+    if not input_path.is_file():
+        raise DataError(f"input file {input_path} does not exist", hint="pass a JSONL file with a text field")
+    generator = Generator.load(folder)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
+    written = 0
+    try:
+        with (
+            input_path.open("rb") as src,
+            os.fdopen(fd, "w", encoding="utf-8") as out,
+            _progress(input_path) as bar,
+        ):
+            for batch in _batches(_records(src, input_path), batch_size):
+                answers = generate_all(generator, [r["text"] for r in batch], batch_size=batch_size)
+                for record, answer in zip(batch, answers, strict=True):
+                    extra = {"id": record["id"]} if "id" in record else {}
+                    out.write(json.dumps({**extra, "generated_text": answer}, ensure_ascii=False) + "\n")
+                written += len(batch)
+                bar(src.tell())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, output_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return written

