@@ -13,7 +13,7 @@ import json
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -275,7 +275,7 @@ def latest_version(name: str) -> ModelVersion:
 def list_versions(name: str) -> list[ModelVersion]:
     """All versions of ``name``, oldest first; an unknown name is a RegistryError listing known names."""
     client = get_client()
-    _require_model(client, check_name(name))
+    rm = _require_model(client, check_name(name))
     found: list[MlflowModelVersion] = []
     token: str | None = None
     while True:
@@ -285,7 +285,13 @@ def list_versions(name: str) -> list[ModelVersion]:
         token = getattr(page, "token", None)
         if not token:
             break
-    return sorted((to_version(mv) for mv in found), key=lambda v: v.version)
+    # search results leave aliases empty; the registered model knows them
+    by_version: dict[int, list[str]] = {}
+    for alias, number in (rm.aliases or {}).items():
+        by_version.setdefault(int(number), []).append(alias)
+    versions = [to_version(mv) for mv in found]
+    versions = [replace(v, aliases=tuple(sorted(by_version.get(v.version, ())))) for v in versions]
+    return sorted(versions, key=lambda v: v.version)
 
 
 def list_models() -> list[RegisteredModelSummary]:

@@ -80,6 +80,7 @@ def test_get_version_by_number_alias_and_latest(model_folder: MakeFolder) -> Non
     store.set_alias("m", 3, "champion")  # moving an alias
     assert store.get_version("m", "champion").version == 3
     assert store.get_version("m", 2).aliases == ()
+    assert store.get_version("m", 3).aliases == ("champion",)
     store.delete_alias("m", "champion")
     with pytest.raises(RegistryError, match="has no alias 'champion'"):
         store.get_version("m", "champion")
