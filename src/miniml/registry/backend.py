@@ -55,10 +55,21 @@ def is_embedded(uri: str) -> bool:
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:
-    """Artifact location for a new experiment: under MINIML_HOME for the embedded store, else the store's."""
-    if not is_embedded(uri):
+    """Artifact location for a new experiment; None lets a tracking server decide.
+
+    Direct database stores (SQLite, PostgreSQL, ...) have no server to pick one, and MLflow would fall back
+    to ``./mlruns`` in whatever folder the command ran from, so miniml uses ``MINIML_ARTIFACT_ROOT`` (a
+    folder or URI such as ``s3://bucket/mlflow``), by default ``MINIML_HOME/mlflow/artifacts``.
+    """
+    if uri.startswith(("http://", "https://", "databricks")):
         return None
-    return (embedded_artifact_root() / _safe_dir_name(experiment)).as_uri()
+    root = os.environ.get("MINIML_ARTIFACT_ROOT", "").strip()
+    base = (
+        root
+        if "://" in root
+        else (Path(root).expanduser().resolve() if root else embedded_artifact_root()).as_uri()
+    )
+    return f"{base.rstrip('/')}/{_safe_dir_name(experiment)}"
 
 
 def _safe_dir_name(name: str) -> str:
