@@ -77,9 +77,14 @@ def _safe_dir_name(name: str) -> str:
 
 
 def quiet_mlflow() -> None:
-    """Silence MLflow's start-up chatter (table creation, migrations) that users do not need."""
+    """Silence MLflow's start-up chatter and its multi-line SQL error dumps.
+
+    miniml turns every store failure into one ``error:`` line; ``MINIML_DEBUG=1`` shows MLflow's logs again.
+    """
+    if os.environ.get("MINIML_DEBUG"):
+        return
     for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def get_client(tracking_uri: str | None = None) -> MlflowClient:
@@ -123,8 +128,11 @@ def error_code(err: MlflowException) -> str:
 
 
 def first_line(err: BaseException) -> str:
-    text = str(getattr(err, "message", None) or err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """The informative first line of an error (SQLAlchemy puts a preamble before the real cause)."""
+    text = str(getattr(err, "message", None) or err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("(raised as a result of")]
+    return (useful or lines or [type(err).__name__])[0][:300]
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from mlflow.utils.validation import (
     MAX_PARAM_VAL_LENGTH,
     MAX_PARAMS_TAGS_PER_BATCH,
     MAX_TAG_VAL_LENGTH,
+    path_not_unique,
 )
 
 from miniml.errors import ConfigError, RegistryError
@@ -48,8 +49,11 @@ _BAD_KEY_CHARS = re.compile(r"[^\w\-. /:]")  # MLflow accepts letters, digits, _
 
 
 def clean_key(key: str) -> str:
-    """``key`` with characters MLflow rejects replaced by ``_``, cut to MLflow's key length."""
-    return _BAD_KEY_CHARS.sub("_", key)[:MAX_ENTITY_KEY_LENGTH] or "_"
+    """``key`` as MLflow accepts it: allowed characters only, not path-like (``a/../b``), within length."""
+    key = _BAD_KEY_CHARS.sub("_", key)[:MAX_ENTITY_KEY_LENGTH] or "_"
+    if path_not_unique(key):
+        key = key.replace("/", "_")
+    return f"_{key}"[:MAX_ENTITY_KEY_LENGTH] if path_not_unique(key) else key
 
 
 def clip(value: str, limit: int) -> str:
