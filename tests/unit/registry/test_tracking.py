@@ -38,6 +38,7 @@ def test_flatten_params_nests_stringifies_and_clips() -> None:
     assert flat["epochs"] == "3"
     assert flat["tag"] == "None"
     assert flat["bad key_"] == "x"
+    assert set(flatten_params({"../up": 1, "a/./b": 2, "/abs": 3})) == {"_.._up", "a_._b", "_abs"}
     long = flatten_params({"text": "a" * 10_000})["text"]
     assert len(long) == 6000 and long.endswith("...")
 
@@ -45,6 +46,7 @@ def test_flatten_params_nests_stringifies_and_clips() -> None:
 def test_run_logs_params_metrics_environment_and_finishes(miniml_home: Path) -> None:
     with RunTracker("exp-a", run_name="first") as run:
         run.log_params({"model": {"dim": 64}, "lr": 0.1})
+        run.set_tags({"../odd key": "kept"})
         run.log_metrics({"loss": 2.0}, step=1)
         run.log_metrics({"loss": 1.5}, step=2)
     got = client().get_run(run.run_id)
@@ -54,6 +56,7 @@ def test_run_logs_params_metrics_environment_and_finishes(miniml_home: Path) -> 
     history = client().get_metric_history(run.run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.5)]
     tags = got.data.tags
+    assert tags["_.._odd key"] == "kept"
     assert tags["version.miniml"] and tags["version.mlflow"].startswith("3.")
     assert int(tags["hw.cores"]) >= 1 and float(tags["hw.ram_gb"]) > 0 and tags["hw.cpu"]
     experiment = client().get_experiment(got.info.experiment_id)
