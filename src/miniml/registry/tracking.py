@@ -9,6 +9,7 @@ MLflow's length limits, and ends the run as FINISHED, FAILED (exception) or KILL
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RunTracker", "default_tracking_uri", "flatten_params"]
 
+_log = logging.getLogger(__name__)
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. /:]")  # MLflow accepts letters, digits, _ - . space / :
 
 
@@ -81,6 +83,13 @@ def _to_text(value: Any) -> str:
     if isinstance(value, list | tuple | Mapping):
         return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
     return str(value)
+
+
+def end_status(exc: BaseException | None) -> str:
+    """FINISHED for success (or a clean exit), KILLED for Ctrl-C, FAILED for any other exception."""
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return "FINISHED"
+    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -132,12 +141,14 @@ class RunTracker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.end("FINISHED")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.end("KILLED")
-        else:
-            self.end("FAILED")
+        status = end_status(exc)
+        if exc is None:
+            self.end(status)
+            return
+        try:
+            self.end(status)
+        except RegistryError as err:  # the job's own failure is what the user needs to see
+            _log.warning("could not mark MLflow run %s %s: %s", self._run_id, status, err)
 
     def start(self) -> RunTracker:
         """Create the run (or resume ``run_id``) and log the environment it runs in."""

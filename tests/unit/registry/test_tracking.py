@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from miniml.data.dataset import write_dataset
 from miniml.errors import ConfigError, RegistryError
 from miniml.registry.backend import default_tracking_uri, get_client
-from miniml.registry.tracking import RunTracker, flatten_params
+from miniml.registry.tracking import RunTracker, end_status, flatten_params
 
 
 def client() -> MlflowClient:
@@ -70,6 +70,14 @@ def test_failed_and_killed_runs_are_marked() -> None:
         raise KeyboardInterrupt
     assert client().get_run(failing.run_id).info.status == "FAILED"
     assert client().get_run(killed.run_id).info.status == "KILLED"
+
+
+def test_end_status() -> None:
+    assert end_status(None) == "FINISHED"
+    assert end_status(SystemExit(0)) == "FINISHED"
+    assert end_status(SystemExit(2)) == "FAILED"
+    assert end_status(KeyboardInterrupt()) == "KILLED"
+    assert end_status(RuntimeError()) == "FAILED"
 
 
 def test_resume_continues_the_same_run() -> None:
