@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "registry"))
-from registry_support import blank_store, make_model_folder, seed_embedded_store
+from registry_support import make_model_folder, seed_embedded_store, shared_blank_store
 
 from miniml.cli import main
 from miniml.registry import store
@@ -19,14 +19,9 @@ from miniml.registry.tracking import RunTracker
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def blank_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return blank_store(tmp_path_factory.mktemp("mlflow_template"))
-
-
 @pytest.fixture(autouse=True)
-def embedded(miniml_home: Path, blank_db: Path) -> None:
-    seed_embedded_store(miniml_home, blank_db)
+def embedded(miniml_home: Path) -> None:
+    seed_embedded_store(miniml_home, shared_blank_store())
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

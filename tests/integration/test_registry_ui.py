@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "registry"))
-from registry_support import blank_store, make_model_folder, seed_embedded_store
+from registry_support import make_model_folder, seed_embedded_store, shared_blank_store
 
 from miniml.cli import main
 from miniml.registry import store
@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def embedded(miniml_home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    seed_embedded_store(miniml_home, blank_store(tmp_path_factory.mktemp("mlflow_template")))
+def embedded(miniml_home: Path) -> None:
+    seed_embedded_store(miniml_home, shared_blank_store())
 
 
 def free_port() -> int:
