@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["RunTracker", "default_tracking_uri", "flatten_params"]
 
 _log = logging.getLogger(__name__)
+# run id → tracking URI of the trackers running in this process, so that registering a model from a run
+# whose tracker was given an explicit tracking_uri finds that run's store without being told again
+_LIVE_RUNS: dict[str, str] = {}
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. /:]")  # MLflow accepts letters, digits, _ - . space / :
 
 
@@ -83,6 +86,11 @@ def _to_text(value: Any) -> str:
     if isinstance(value, list | tuple | Mapping):
         return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
     return str(value)
+
+
+def tracking_uri_of(run_id: str) -> str | None:
+    """The tracking URI of a RunTracker running ``run_id`` in this process, if any."""
+    return _LIVE_RUNS.get(run_id)
 
 
 def end_status(exc: BaseException | None) -> str:
@@ -160,6 +168,7 @@ class RunTracker:
                 run = self.client.create_run(experiment_id, run_name=self.run_name)
             self._run_id = run.info.run_id
         self._started = True
+        _LIVE_RUNS[self.run_id] = self.tracking_uri
         self.set_tags(run_environment())
         return self
 
@@ -185,6 +194,7 @@ class RunTracker:
         if not self._started:
             return
         self._started = False
+        _LIVE_RUNS.pop(self.run_id, None)
         call(
             f"cannot end MLflow run {self.run_id}",
             self.client.set_terminated,
