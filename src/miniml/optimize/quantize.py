@@ -134,6 +134,14 @@ def quantize_onnx_static(
     }
 
 
+def apply_saved_quantization(module: nn.Module, info: Any) -> nn.Module:
+    """Re-apply the int8 quantization a torch model folder records (its weights are stored fp32)."""
+    spec = dict((info.model_extra or {}).get("quantization") or {})
+    if spec.get("method") != "torch_dynamic":
+        raise ModelError(f"model {info.name} records unknown quantization {spec.get('method')!r}")
+    return quantize_torch_dynamic(module)
+
+
 def quantize_torch_dynamic(module: nn.Module) -> nn.Module:
     """PyTorch dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations per batch)."""
     import torch
