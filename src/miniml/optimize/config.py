@@ -31,6 +31,9 @@ class QuantizeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     per_channel: bool = Field(True, description="one scale per output channel of each weight")
+    reduce_range: bool = Field(
+        True, description="7-bit weights: avoids u8s8 overflow on x86 CPUs without VNNI (AVX2/AVX-512)"
+    )
     calibration_split: str = Field(
         "validation", min_length=1, description="split used for static calibration"
     )

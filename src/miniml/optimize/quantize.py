@@ -64,7 +64,7 @@ def _default_float() -> dict[str, Any]:
     return {"DefaultTensorType": onnx.TensorProto.FLOAT}
 
 
-def quantize_onnx_dynamic(src: Path, dst: Path, *, per_channel: bool) -> dict[str, Any]:
+def quantize_onnx_dynamic(src: Path, dst: Path, *, per_channel: bool, reduce_range: bool) -> dict[str, Any]:
     """Weights to int8 ahead of time, activations quantized on the fly per batch."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -75,12 +75,18 @@ def quantize_onnx_dynamic(src: Path, dst: Path, *, per_channel: bool) -> dict[st
                 str(dst),
                 weight_type=QuantType.QInt8,
                 per_channel=per_channel,
+                reduce_range=reduce_range,
                 # EmbeddingBag exports as a Loop whose body gathers the table: quantize inside it too
                 extra_options={**_default_float(), "EnableSubgraph": True},
             )
     except Exception as err:  # onnxruntime's quantizer raises bare RuntimeError/ValueError
         raise ModelError(f"int8 dynamic quantization failed: {str(err).splitlines()[0][:200]}") from None
-    return {"method": "onnx_dynamic", "weight_type": "int8", "per_channel": per_channel}
+    return {
+        "method": "onnx_dynamic",
+        "weight_type": "int8",
+        "per_channel": per_channel,
+        "reduce_range": reduce_range,
+    }
 
 
 class TextCalibrationReader:

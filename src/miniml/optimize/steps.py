@@ -134,7 +134,9 @@ def step_int8_onnx(work: Work, scratch: Path) -> None:
             work.onnx, dest, feeds, per_channel=settings.per_channel, method=settings.calibration_method
         )
     else:
-        facts = quantize.quantize_onnx_dynamic(work.onnx, dest, per_channel=settings.per_channel)
+        facts = quantize.quantize_onnx_dynamic(
+            work.onnx, dest, per_channel=settings.per_channel, reduce_range=settings.reduce_range
+        )
     work.steps.append({"step": "int8", **facts})
     work.onnx = dest
 

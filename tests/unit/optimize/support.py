@@ -60,8 +60,22 @@ def info_for(name: str, architecture: str, dataset: Dataset, featurizer: object)
     )
 
 
-def make_hashing_bag(folder: Path, dataset: Dataset, *, name: str = "tinybag") -> Path:
-    """An untrained-but-random hashing_bag model folder (EmbeddingBag + offsets + hidden layer)."""
+def fit_briefly(module: torch.nn.Module, featurizer: object, dataset: Dataset, steps: int = 60) -> None:
+    """A few full-batch Adam steps on the train split, so the model is accurate (deterministic seed)."""
+    frame = dataset.split("train")
+    batch = featurizer.batch(frame["input"].tolist())  # type: ignore[attr-defined]
+    labels = torch.tensor([LABELS.index(t) for t in frame["target"]])
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
+    module.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        module(**batch, labels=labels)["loss"].backward()
+        optimizer.step()
+    module.eval()
+
+
+def make_hashing_bag(folder: Path, dataset: Dataset, *, name: str = "tinybag", fit: bool = False) -> Path:
+    """A hashing_bag model folder (EmbeddingBag + offsets + hidden layer), random or briefly fitted."""
     from miniml.models.folder import save_model_folder
     from miniml.models.hashing_bag import HashingBagSpec
     from miniml.models.registry import get_builder
@@ -72,6 +86,8 @@ def make_hashing_bag(folder: Path, dataset: Dataset, *, name: str = "tinybag") -
     module = get_builder("hashing_bag")(spec, len(LABELS), featurizer)
     with torch.no_grad():
         module.embedding.weight.normal_(0, 1.0)  # fastText's tiny init gives near-uniform outputs
+    if fit:
+        fit_briefly(module, featurizer, dataset)
     save_model_folder(folder, module, featurizer, spec, info_for(name, "hashing_bag", dataset, featurizer))
     return folder
 

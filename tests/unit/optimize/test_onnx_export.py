@@ -36,7 +36,7 @@ def test_export_matches_torch(model: str, request: pytest.FixtureRequest, tmp_pa
     assert (
         info.runtime == "onnx" and (out / "model.onnx").is_file() and not (out / "model.safetensors").exists()
     )
-    export = info.lineage["steps"][0 if model == "bag_folder" else 0]
+    export = info.lineage["steps"][0]
     assert export["step"] == "onnx_export" and export["max_abs_diff"] <= 1e-4
     assert info.lineage["parent"]["path"] == str(folder.resolve())
     torch_probs = load_predictor(folder, threads=1).predict_proba(TEXTS)

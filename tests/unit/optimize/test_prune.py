@@ -9,8 +9,8 @@ from test_onnx_export import TEXTS, optimize_folder
 
 from miniml.errors import ModelError
 from miniml.inference import load_predictor
-from miniml.models.folder import load_model_folder
 from miniml.modelfolder import read_info
+from miniml.models.folder import load_model_folder
 from miniml.optimize.prune import prune_global_unstructured, prune_heads, sparsity
 
 

@@ -21,7 +21,7 @@ def test_onnx_dynamic_int8(
     out = optimize_folder(folder, tmp_path, onnx=True, int8=True)
     info = read_info(out)
     int8 = info.lineage["steps"][-1]
-    assert int8 == {"step": "int8", "method": "onnx_dynamic", "weight_type": "int8", "per_channel": True}
+    assert int8["method"] == "onnx_dynamic" and int8["per_channel"] and int8["reduce_range"]
     # int8 weights: several times smaller (tiny BERT less so: graph overhead, unquantized position table)
     assert model_size_bytes(out) * smaller < model_size_bytes(folder)
     torch_probs = load_predictor(folder, threads=1).predict_proba(TEXTS)
