@@ -33,3 +33,11 @@ def test_calibration_needs_int8() -> None:
 def test_environment_section(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(OptimizeConfig, None, ["onnx=true"], environ={"MINIML_OPTIMIZE__MEASURE__THREADS": "2"})
     assert cfg.measure.threads == 2
+
+
+def test_example_config_loads() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "reviews" / "optimize.yaml"
+    cfg = load_config(OptimizeConfig, path)
+    assert cfg.onnx and cfg.int8 and cfg.measure.threads == 1
