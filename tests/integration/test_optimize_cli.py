@@ -15,8 +15,8 @@ from miniml.registry.store import list_versions, register_model, resolve_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "optimize"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "registry"))
+from optimize_support import make_dataset, make_hashing_bag
 from registry_support import blank_store, seed_embedded_store
-from support import make_dataset, make_hashing_bag
 
 FAST = ["--set", "measure.repeats=5", "--set", "measure.threads=1"]
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import make_dataset, make_hashing_bag, make_tiny_bert, make_tiny_bert_source
+from optimize_support import make_dataset, make_hashing_bag, make_tiny_bert, make_tiny_bert_source
 
 from miniml.data.dataset import Dataset
 

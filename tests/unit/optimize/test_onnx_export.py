@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import texts_for
+from optimize_support import texts_for
 
 from miniml.data.dataset import Dataset
 from miniml.errors import ModelError
