@@ -292,6 +292,39 @@ def ui(
 
 # ---------------------------------------------------------------- optimize (issue 6)
 
+
+@app.command()
+def optimize(
+    model_uri: Annotated[
+        str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder.")
+    ],
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Export to ONNX (served through onnxruntime).")
+    ] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="int8 quantization (dynamic; static with --calibration).")
+    ] = False,
+    prune: Annotated[
+        float | None, typer.Option("--prune", help="Prune this fraction of weights, 0 < p < 1.")
+    ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option("--calibration", help="Dataset whose validation split calibrates static int8."),
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset to compare quality on.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Register even if quality dropped too much.")
+    ] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML optimize config.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Optimize a model (ONNX, int8, pruning), compare it with its parent and register it as a new version."""
+    from miniml.optimize.cli import run_optimize
+
+    flags = {"onnx": onnx, "int8": int8, "prune": prune, "calibration": calibration, "dataset": dataset}
+    run_optimize(model_uri, config, overrides or [], flags, force=force)
+
+
 # ---------------------------------------------------------------- pipeline
 
 
