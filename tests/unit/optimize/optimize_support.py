@@ -83,7 +83,7 @@ def make_hashing_bag(folder: Path, dataset: Dataset, *, name: str = "tinybag", f
     torch.manual_seed(0)
     spec = HashingBagSpec(buckets=4096, dim=16, hidden=32)
     featurizer = spec.make_featurizer([])
-    module = get_builder("hashing_bag")(spec, len(LABELS), featurizer)
+    module = get_builder("hashing_bag")(spec, list(LABELS), featurizer)
     with torch.no_grad():
         module.embedding.weight.normal_(0, 1.0)  # fastText's tiny init gives near-uniform outputs
     if fit:
@@ -129,7 +129,7 @@ def make_tiny_bert(folder: Path, dataset: Dataset, source: Path, *, name: str = 
 
     spec = PretrainedSpec(name_or_path=str(source), pooling="cls", max_length=32)
     featurizer = spec.make_featurizer([])
-    module = get_builder("pretrained")(spec, len(LABELS), featurizer)
+    module = get_builder("pretrained")(spec, list(LABELS), featurizer)
     save_model_folder(
         folder, module, featurizer, spec, info_for(name, architecture_of(spec), dataset, featurizer)
     )
