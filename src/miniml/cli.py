@@ -130,6 +130,7 @@ def train_cmd(
     from miniml.train.config import load_train_config
 
     hf_logging.set_verbosity_error()  # the progress bar and the summary below say what matters
+    hf_logging.disable_progress_bar()  # e.g. "Writing model shards" at every checkpoint
     result = train(load_train_config(config, set_ or []), resume=resume)
     version = f"version {result.model_version}" if result.model_version is not None else "not registered"
     figures = " · ".join(

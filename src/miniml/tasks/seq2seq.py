@@ -36,6 +36,9 @@ class WarmStart(BaseModel):
 
     encoder: str = Field(description="encoder checkpoint: Hugging Face id or folder")
     decoder: str | None = Field(None, description="decoder checkpoint (default: the encoder's)")
+    decoder_layers: int | None = Field(
+        None, ge=1, le=128, description="keep only the decoder checkpoint's first N layers (faster decoding)"
+    )
 
 
 class Seq2SeqSettings(GenerativeSettings):
@@ -122,6 +125,8 @@ def warm_start(spec: WarmStart, quantization: Quantization = "none") -> LoadedMo
     decoder_config = load_config(decoder_ref)
     decoder_config.is_decoder = True
     decoder_config.add_cross_attention = True
+    if spec.decoder_layers is not None:
+        _keep_layers(decoder_config, spec.decoder_layers, decoder_ref)
     decoder = load_pretrained(AutoModelForCausalLM, decoder_ref, quantization, config=decoder_config)
     tokenizer = encoder.tokenizer
     if decoder_config.vocab_size != len(tokenizer):
@@ -136,6 +141,19 @@ def warm_start(spec: WarmStart, quantization: Quantization = "none") -> LoadedMo
     loaded = LoadedModel(model, tokenizer, sorted(new))
     set_special_tokens(loaded)
     return loaded
+
+
+def _keep_layers(config: Any, layers: int, ref: str) -> None:
+    """Shrink a config to its first ``layers`` layers (from_pretrained then loads just those)."""
+    have = getattr(config, "num_hidden_layers", None)
+    if have is None:
+        raise ConfigError(f"cannot shorten {ref!r}: its config has no num_hidden_layers")
+    if layers > have:
+        raise ConfigError(
+            f"model.warm_start.decoder_layers is {layers} but {ref!r} has {have} layers",
+            hint=f"use at most {have}",
+        )
+    config.num_hidden_layers = layers
 
 
 def set_special_tokens(loaded: LoadedModel) -> None:

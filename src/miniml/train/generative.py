@@ -12,6 +12,7 @@ folder just written, through the same ``Generator`` serving uses.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -134,7 +135,9 @@ class GenerativeSession(TrainingSession):
         trainer = make_trainer(
             config, loaded, examples["train"], examples["validation"], self.work_dir, extra
         )
-        result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
+        with warnings.catch_warnings():  # EncoderDecoderModel warns on every step about a v4.12 change
+            warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
+            result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
         best: Any = trainer.model  # holds the best checkpoint's weights (load_best_model_at_end)
         loaded.model = best.to("cpu").eval()
         history = list(trainer.state.log_history)

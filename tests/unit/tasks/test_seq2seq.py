@@ -19,7 +19,7 @@ def test_settings_need_exactly_one_source() -> None:
     with pytest.raises(ValidationError, match="exactly one"):
         seq2seq.Seq2SeqSettings.model_validate({"base": "t5-small", "warm_start": {"encoder": MINILM}})
     assert seq2seq.Seq2SeqSettings(warm_start=seq2seq.WarmStart(encoder=MINILM)).source() == {
-        "warm_start": {"encoder": MINILM, "decoder": None}
+        "warm_start": {"encoder": MINILM, "decoder": None, "decoder_layers": None}
     }
 
 
@@ -57,6 +57,16 @@ def test_warm_start_builds_an_encoder_decoder_with_the_tokenizers_special_tokens
     assert any("crossattention" in name for name in loaded.new_weights)
     assert not any(name.startswith("encoder.") for name in loaded.new_weights)
     assert seq2seq.describe_base(settings) == f"warm-start:{MINILM}+{MINILM}"
+
+
+def test_warm_start_can_keep_fewer_decoder_layers() -> None:
+    spec = seq2seq.WarmStart(encoder=MINILM, decoder_layers=2)
+    loaded = seq2seq.warm_start(spec)
+    assert loaded.model.config.decoder.num_hidden_layers == 2
+    assert loaded.model.config.encoder.num_hidden_layers == 6
+    assert not any(".layer.2." in name for name in loaded.new_weights)
+    with pytest.raises(ConfigError, match="decoder_layers is 9 but"):
+        seq2seq.warm_start(seq2seq.WarmStart(encoder=MINILM, decoder_layers=9))
 
 
 def test_warm_start_with_lora_trains_the_new_cross_attention_in_full() -> None:
