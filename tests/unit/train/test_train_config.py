@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from miniml.config import load_config
+from miniml.config import load_config, validate
 from miniml.errors import ConfigError
 from miniml.train import TrainConfig
 
@@ -29,14 +29,15 @@ def test_precedence_and_errors() -> None:
     )
     assert (config.epochs, config.model.dim, config.batch_size) == (2, 8, 4)
     with pytest.raises(ConfigError, match="checkpoint_steps"):
-        TrainConfig.model_validate(
+        validate(
+            TrainConfig,
             {
                 "model_name": "m",
                 "dataset": "d",
                 "model": {"kind": "hashing_bag"},
                 "eval_steps": 3,
                 "checkpoint_steps": 4,
-            }
+            },
         )
     with pytest.raises(ConfigError, match="model_name"):
         load_config(TrainConfig, None, ["model_name=bad name!", "dataset=d", "model.kind=bilstm"])
