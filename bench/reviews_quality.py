@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override")
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     config = load_config(TrainConfig, args.config, args.overrides)
     from miniml.registry.environment import cpu_model
 

@@ -129,7 +129,8 @@ def train_cmd(
     from miniml.config import load_config
     from miniml.train import TrainConfig, train
 
-    hf_logging.set_verbosity_error()  # the progress bar and the summary below say what matters
+    hf_logging.set_verbosity_error()  # our progress bar and the summary below say what matters
+    hf_logging.disable_progress_bar()
     result = train(load_config(TrainConfig, config, set_ or []), resume=resume)
     version = f"version {result.model_version}" if result.model_version is not None else "not registered"
     figures = " · ".join(
