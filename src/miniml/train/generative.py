@@ -23,6 +23,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, set_se
 from transformers.trainer_callback import PrinterCallback
 
 from miniml.data.dataset import Dataset
+from miniml.errors import ConfigError
 from miniml.evaluate.generative import GenerativeReport, evaluate_generative, write_generative_report
 from miniml.generation import Generator, task_module
 from miniml.io import atomic_dir
@@ -105,6 +106,15 @@ class GenerativeSession(TrainingSession):
 
     def _labels(self) -> list[str]:
         return []  # free-text targets
+
+    def _check_metric(self) -> None:
+        """Validation scores the loss only (see the module docstring)."""
+        wanted = self.config.metric_for_best
+        if wanted.removeprefix("eval_") != "loss":
+            raise ConfigError(
+                f"metric_for_best: {wanted!r} is not a validation metric of {self.config.task}",
+                hint="use loss (generation metrics are computed on the test split after training)",
+            )
 
     def fit(
         self,

@@ -21,7 +21,7 @@ from transformers import TrainerCallback, set_seed
 
 from miniml import __version__, paths
 from miniml.data.dataset import Dataset, fingerprint_of, open_dataset
-from miniml.errors import DataError, ModelError
+from miniml.errors import ConfigError, DataError, ModelError
 from miniml.evaluate.evaluate import score_split
 from miniml.evaluate.metrics import ClassificationMetrics
 from miniml.evaluate.report import write_report
@@ -81,6 +81,7 @@ class TrainingSession:
         self.dataset: Dataset = open_dataset(config.dataset)
         self.frames = {s: self.dataset.split(s) for s in ("train", "validation", "test")}
         self.labels = self._labels()
+        self._check_metric()
         self.work_dir = paths.runs_dir() / config.model_name / config_fingerprint(config)
         self.checkpoint: Path | None = None
         self.state = self._load_state() if resume else self._new_state()
@@ -94,6 +95,19 @@ class TrainingSession:
             )
         check = getattr(self.config.model, "check_labels", None)
         return check(seen) if check else seen
+
+    def _check_metric(self) -> None:
+        """``metric_for_best`` must be a validation metric this task reports (checked before any training)."""
+        known = {"loss", "accuracy"} | {
+            f"{a}_{m}" for a in ("macro", "weighted") for m in ("precision", "recall", "f1")
+        }
+        known |= {f"{m}/{label}" for m in ("precision", "recall", "f1") for label in self.labels}
+        wanted = self.config.metric_for_best.removeprefix("eval_")
+        if wanted not in known:
+            raise ConfigError(
+                f"metric_for_best: {wanted!r} is not a validation metric of this task",
+                hint=f"use loss, accuracy, macro_f1, weighted_f1 or f1/<label> ({', '.join(self.labels)})",
+            )
 
     def _new_state(self) -> RunState:
         for old in self.work_dir.glob(
