@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -20,7 +21,7 @@ from miniml import __version__
 from miniml.errors import MinimlError
 from miniml.serve.errors import HTTPProblem, problem_response
 from miniml.serve.middleware import ObservabilityMiddleware
-from miniml.serve.routes import router
+from miniml.serve.routes import PredictFastPath, router
 from miniml.serve.runtime import LoadedModel
 from miniml.serve.settings import ServeSettings
 from miniml.serve.state import ServerState
@@ -30,6 +31,11 @@ DESCRIPTION = """\
 Serve miniml models. Authenticate with `Authorization: Bearer KEY` or `X-API-Key: KEY`.
 Errors are JSON: `{"error": {"code", "message", "request_id", ...}}`; 429 and 503 carry `Retry-After`.
 """
+
+
+# FastAPI's native OpenTelemetry: off unless asked for (Prometheus metrics are always on).
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+TELEMETRY_ON: TelemetryConfig = {"tracing": True, "metrics": True, "logs": True, "operation_spans": False}
 
 
 def request_id(request: Request) -> str | None:
@@ -91,10 +97,14 @@ def create_app(
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        telemetry=TELEMETRY_ON if settings.server.opentelemetry else TELEMETRY_OFF,
     )
     app.state.miniml = state
     app.include_router(router)
-    app.add_middleware(ObservabilityMiddleware, metrics=state.metrics)
+    app.add_middleware(PredictFastPath, state=state)
+    app.add_middleware(
+        ObservabilityMiddleware, metrics=state.metrics, access_log=state.access_log
+    )  # added last: outermost
     app.add_exception_handler(HTTPProblem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -16,20 +16,20 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from miniml.serve.errors import problem_body
-from miniml.serve.logs import ACCESS_LOGGER
+from miniml.serve.logs import AccessLog
 from miniml.serve.metrics import ServeMetrics
 
 log = logging.getLogger("miniml.serve")
-access = logging.getLogger(ACCESS_LOGGER)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 class ObservabilityMiddleware:
     """Wraps every HTTP request: ``X-Request-ID``, metrics, JSON access line, JSON 500 for bugs."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ServeMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: ServeMetrics, access_log: AccessLog) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
         self._prefix = secrets.token_hex(4)
         self._counter = itertools.count(1)
 
@@ -80,11 +80,10 @@ class ObservabilityMiddleware:
             self._finish(scope, info, status, time.perf_counter() - start)
 
     def _finish(self, scope: Scope, info: dict[str, Any], status: int, seconds: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path = str(info.get("route") or getattr(scope.get("route"), "path", "unmatched"))
         model = info.get("model", "")
         self.metrics.observe_request(path, scope["method"], status, model, seconds)
-        if access.isEnabledFor(logging.INFO):
+        if self.access_log.enabled:
             fields = {
                 "request_id": info["request_id"],
                 "method": scope["method"],
@@ -97,4 +96,4 @@ class ObservabilityMiddleware:
             client = scope.get("client")
             if client:
                 fields["client"] = client[0]
-            access.info("request", extra={"fields": fields})
+            self.access_log.record(fields)

@@ -44,6 +44,10 @@ class ServerSettings(StepConfig):
     keep_alive_s: float = Field(default=5.0, gt=0)
     backlog: int = Field(default=2048, ge=1)
     docs: bool = Field(default=True, description="serve OpenAPI at /docs and /openapi.json")
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's OpenTelemetry spans/metrics to the globally configured providers",
+    )
 
 
 class BatchingSettings(StepConfig):

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from miniml.serve.auth import KeyStore, presented_key
 from miniml.serve.engine import ModelSet, ServedModel, load_models
 from miniml.serve.errors import HTTPProblem, Unavailable
+from miniml.serve.logs import AccessLog
 from miniml.serve.metrics import ServeMetrics
 from miniml.serve.ratelimit import RateLimited, RateLimiter
 from miniml.serve.runtime import LoadedModel
@@ -41,6 +42,7 @@ class ServerState:
         self.models = ModelSet(settings, self.metrics)
         self.metrics.watch_runtime(lambda: self.models)
         self.open_routes = frozenset(settings.auth.open_routes)
+        self.access_log = AccessLog(settings.logging.access_log)
         self.status = "loading"
         self._preloaded = preloaded
         if not self.keys.enabled:
@@ -53,6 +55,7 @@ class ServerState:
             loaded = await asyncio.to_thread(load_models, self.settings)
         self._preloaded = None
         await self.models.start(loaded)
+        self.access_log.start()
         self.status = "ready"
 
     async def stop(self) -> None:
@@ -60,6 +63,7 @@ class ServerState:
         self.status = "draining"
         await self.models.stop()
         await self.limiter.close()
+        await self.access_log.stop()
 
     def authenticate(self, request: Request) -> ApiKeyRecord | None:
         """The caller's key record (None when keys are off); 401 without a valid key."""
@@ -111,7 +115,7 @@ class ServerState:
             raise
 
 
-def get_state(request: Request) -> ServerState:
-    """The app's :class:`ServerState` (a FastAPI dependency)."""
+async def get_state(request: Request) -> ServerState:
+    """The app's :class:`ServerState` (a FastAPI dependency; async so FastAPI does not use a thread)."""
     state: ServerState = request.app.state.miniml
     return state
