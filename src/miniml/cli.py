@@ -43,6 +43,67 @@ def version() -> None:
 # ---------------------------------------------------------------- data (issue 2)
 data_app = typer.Typer(help="Fetch catalog datasets and prepare versioned datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+MirrorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mirror",
+        help="Folder or http(s) URL replacing https:// in catalog URLs [default: $MINIML_DATA_MIRROR].",
+    ),
+]
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[
+        str, typer.Argument(help="Catalog dataset name (e.g. nordic-langid).", show_default=False)
+    ],
+    mirror: MirrorOption = None,
+) -> None:
+    """Download a catalog dataset into the sha256-verified cache (skips files already cached)."""
+    from miniml.data.catalog import dataset_files
+    from miniml.data.fetch import fetch_files
+
+    results = fetch_files(dataset_files(name), mirror=mirror)
+    for r in results:
+        typer.echo(f"{'fetched' if r.transferred else 'cached '}  {r.file.name}  {r.path}")
+    fresh = sum(r.transferred for r in results)
+    size = sum(r.file.bytes for r in results) / 1e6
+    typer.echo(
+        f"{name}: {len(results)} files, {size:.1f} MB verified "
+        f"({fresh} fetched, {len(results) - fresh} already cached)"
+    )
+
+
+@data_app.command("prepare")
+def data_prepare(config: ConfigArg, set_: SetOption = None, mirror: MirrorOption = None) -> None:
+    """Build a versioned dataset from CONFIG.yaml; prints its path, fingerprint and counts."""
+    import time
+
+    from miniml.config import load_config
+    from miniml.data.prepare import PrepareConfig, build, plan
+    from miniml.data.report import print_summary
+
+    start = time.perf_counter()
+    the_plan = plan(load_config(PrepareConfig, config, set_ or [], base_dir_key="base_dir"))
+    existed = the_plan.exists
+    dataset = build(the_plan, mirror=mirror)
+    print_summary(dataset)
+    took = time.perf_counter() - start
+    typer.echo("already prepared (same fingerprint; not rebuilt)" if existed else f"prepared in {took:.1f} s")
+
+
+@data_app.command("show")
+def data_show(
+    dataset: Annotated[
+        str, typer.Argument(help="Dataset folder, NAME or NAME/FINGERPRINT.", show_default=False)
+    ],
+) -> None:
+    """Summarize a prepared dataset: path, fingerprint, counts per split and label, drops, sources."""
+    from miniml.data.dataset import open_dataset
+    from miniml.data.report import print_summary
+
+    print_summary(open_dataset(dataset), sources=True)
+
 
 # ---------------------------------------------------------------- train / evaluate / predict (issue 3)
 

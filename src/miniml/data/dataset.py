@@ -145,6 +145,17 @@ def label_counts(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(counts.items())}
 
 
+def _has_labels(splits: dict[str, pd.DataFrame]) -> bool:
+    """Whether targets look like class labels over the whole dataset (not free text such as SQL)."""
+    distinct: set[str] = set()
+    for frame in splits.values():
+        if "target" in frame:
+            distinct.update(frame["target"].astype(str).unique())
+        if len(distinct) > 200:
+            return False
+    return True
+
+
 def write_dataset(
     name: str,
     fingerprint: str,
@@ -180,7 +191,7 @@ def write_dataset(
         sources=sources or [],
         columns=list(next(iter(splits.values())).columns) if splits else ["input", "target"],
         counts={s: len(f) for s, f in splits.items()},
-        label_counts={s: label_counts(f) for s, f in splits.items()},
+        label_counts={s: label_counts(f) for s, f in splits.items()} if _has_labels(splits) else {},
         dropped=dropped or {},
     )
     with atomic_dir(final) as tmp:
