@@ -106,6 +106,76 @@ def data_show(
 
 
 # ---------------------------------------------------------------- train / evaluate / predict (issue 3)
+ModelArg = Annotated[
+    str,
+    typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder.", show_default=False),
+]
+
+
+@app.command("train")
+def train_cmd(
+    config: ConfigArg,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue the interrupted run of this config from its last checkpoint."
+        ),
+    ] = False,
+    set_: SetOption = None,
+) -> None:
+    """Train a model from CONFIG.yaml, evaluate it on the test split and register it."""
+    from transformers.utils import logging as hf_logging
+
+    from miniml.config import load_config
+    from miniml.train import TrainConfig, train
+
+    hf_logging.set_verbosity_error()  # the progress bar and the summary below say what matters
+    result = train(load_config(TrainConfig, config, set_ or []), resume=resume)
+    version = f"version {result.model_version}" if result.model_version is not None else "not registered"
+    figures = " · ".join(
+        f"{k} {result.metrics[k]:.4f}" for k in ("accuracy", "macro_f1") if k in result.metrics
+    )
+    typer.echo(f"trained {result.model_name}: {version} (MLflow run {result.run_id})")
+    typer.echo(f"test: {figures}")
+    typer.echo(f"model folder: {result.model_folder}")
+    if result.report_dir is not None:
+        typer.echo(f"report: {result.report_dir / 'report.md'}")
+    typer.echo("browse runs: miniml ui")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: ModelArg,
+    dataset: Annotated[
+        str, typer.Argument(help="Dataset folder, NAME or NAME/FINGERPRINT.", show_default=False)
+    ],
+    split: Annotated[str, typer.Option("--split", help="Split to score.")] = "test",
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the report and plots.")] = None,
+) -> None:
+    """Score a model on a dataset split: metrics JSON on stdout, report + plots as files."""
+    import json
+
+    from miniml.evaluate import evaluate_model
+
+    result = evaluate_model(model, dataset, split, out_dir=out)
+    typer.echo(json.dumps(result.metrics, indent=2, sort_keys=True))
+    typer.echo(f"report: {result.report_dir / 'report.md'}", err=True)
+
+
+@app.command("predict")
+def predict_cmd(
+    model: ModelArg,
+    input_path: Annotated[Path, typer.Option("--input", help='JSONL file, one {"text": ...} per line.')],
+    output_path: Annotated[Path, typer.Option("--output", help="JSONL file to write (replaced atomically).")],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=65536)] = 256,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Keep only the k best scores.")] = None,
+) -> None:
+    """Batch prediction: label, score and per-label scores for every line, in input order."""
+    from miniml.evaluate import predict_file
+
+    count = predict_file(model, input_path, output_path, batch_size=batch_size, top_k=top_k)
+    typer.echo(f"wrote {count} predictions to {output_path}", err=True)
+
 
 # ---------------------------------------------------------------- models registry (issue 3)
 

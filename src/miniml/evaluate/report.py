@@ -1,0 +1,53 @@
+"""Evaluation report files: ``metrics.json``, ``report.md``, ``confusion_matrix.png`` (+ ``curves.png``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from miniml.evaluate.metrics import ClassificationMetrics
+from miniml.evaluate.plots import plot_confusion, plot_curves
+from miniml.io import atomic_write_json, atomic_write_text
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+CONFUSION_FILE = "confusion_matrix.png"
+CURVES_FILE = "curves.png"
+
+
+def markdown_report(metrics: ClassificationMetrics, context: dict[str, Any]) -> str:
+    """A human-readable summary: context, headline figures, per-class table, confusion matrix."""
+    lines = [f"# Evaluation: {context.get('model', '?')} on {context.get('dataset', '?')}", ""]
+    lines += [f"- {key}: `{value}`" for key, value in context.items()]
+    lines += ["", "| metric | value |", "|---|---|", f"| accuracy | {metrics.accuracy:.4f} |"]
+    for avg, values in (("macro", metrics.macro), ("weighted", metrics.weighted)):
+        lines += [f"| {avg} {name} | {v:.4f} |" for name, v in values.items()]
+    lines += ["", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for label, v in metrics.per_class.items():
+        lines.append(
+            f"| {label} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {int(v['support'])} |"
+        )
+    lines += ["", "Confusion matrix (rows: true, columns: predicted):", ""]
+    lines += ["| | " + " | ".join(metrics.labels) + " |", "|---" * (len(metrics.labels) + 1) + "|"]
+    for label, row in zip(metrics.labels, metrics.confusion, strict=True):
+        lines.append(f"| **{label}** | " + " | ".join(str(c) for c in row) + " |")
+    lines += ["", f"![confusion matrix]({CONFUSION_FILE})", ""]
+    return "\n".join(lines)
+
+
+def write_report(
+    out_dir: Path,
+    metrics: ClassificationMetrics,
+    context: dict[str, Any],
+    history: Sequence[dict[str, Any]] | None = None,
+) -> Path:
+    """Write every report file into ``out_dir`` and return it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / METRICS_FILE, {**context, **metrics.to_json()})
+    plot_confusion(metrics.confusion, metrics.labels, out_dir / CONFUSION_FILE)
+    text = markdown_report(metrics, context)
+    if history and plot_curves(history, out_dir / CURVES_FILE):
+        text += f"\n![training curves]({CURVES_FILE})\n"
+    atomic_write_text(out_dir / REPORT_FILE, text)
+    return out_dir

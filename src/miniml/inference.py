@@ -1,0 +1,95 @@
+"""Load a model folder into a predictor: texts in, class probabilities out.
+
+The predictor applies the folder's own featurizer (the same code training used), runs the module under
+``torch.inference_mode`` and returns float32 probabilities with columns in ``info.labels`` order. Runtimes
+other than torch (ONNX) plug in with ``register_runtime``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from miniml.errors import ModelError
+from miniml.modelfolder import ModelInfo, read_info
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What serving and batch prediction call."""
+
+    info: ModelInfo
+    path: Path
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """(B, C) float32 probabilities, columns in ``info.labels`` order."""
+        ...
+
+
+RuntimeLoader = Callable[[Path, ModelInfo, str], Predictor]
+_RUNTIMES: dict[str, RuntimeLoader] = {}
+
+
+def register_runtime(name: str) -> Callable[[RuntimeLoader], RuntimeLoader]:
+    """Register how to load model folders whose ``miniml.json`` says ``runtime: name``."""
+
+    def wrap(fn: RuntimeLoader) -> RuntimeLoader:
+        _RUNTIMES[name] = fn
+        return fn
+
+    return wrap
+
+
+class TorchPredictor:
+    """A torch module + featurizer from a model folder; safe to call from one worker thread at a time."""
+
+    def __init__(self, path: Path, device: str = "cpu") -> None:
+        from miniml.models.folder import load_model_folder
+
+        loaded = load_model_folder(path)
+        self.path = Path(path)
+        self.info = loaded.info
+        self.featurizer = loaded.featurizer
+        self.device = torch.device(device)
+        self.module = loaded.module.to(self.device)
+        self._lock = threading.Lock()  # modules and tokenizers are not re-entrant
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(self.info.labels)), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            batch = {k: v.to(self.device) for k, v in self.featurizer.batch(list(texts)).items()}
+            logits = self.module(**batch)["logits"]  # (B, C)
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
+
+
+@register_runtime("torch")
+def _load_torch(path: Path, info: ModelInfo, device: str) -> Predictor:
+    return TorchPredictor(path, device)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_predictor(path: Path, *, threads: int | None = None, device: str | None = None) -> Predictor:
+    """Load a model folder as a predictor; ``threads`` sets torch's intra-op threads for this process."""
+    info = read_info(Path(path))
+    if info.task != "classification":
+        raise ModelError(
+            f"model {info.name} is a {info.task} model; load_predictor serves classification models",
+        )
+    if info.runtime not in _RUNTIMES:
+        raise ModelError(
+            f"model {info.name} needs runtime {info.runtime!r}", hint=f"known: {sorted(_RUNTIMES)}"
+        )
+    if threads is not None:
+        if threads < 1:
+            raise ModelError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    return _RUNTIMES[info.runtime](Path(path), info, device or default_device())

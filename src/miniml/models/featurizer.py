@@ -1,0 +1,77 @@
+"""Featurizers: how raw texts become model inputs; the one preprocessing code path.
+
+A featurizer is saved next to the weights of a model folder (``featurizer.json`` or tokenizer files) and is
+what training, evaluation, batch prediction and serving all call. ``encode`` gives one feature dict per text
+(used to build training datasets and length-grouped batches), ``collate`` pads/concatenates those into
+tensors, and ``batch`` goes straight from texts to tensors (the fast path for inference).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from miniml.errors import ModelError
+
+FEATURIZER_FILE = "featurizer.json"
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    """Turns texts into tensors for one model; saved into and loaded from a model folder."""
+
+    kind: str
+
+    def encode(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """One feature dict per text, each with an ``input_ids`` sequence (its length drives grouping)."""
+        ...
+
+    def collate(self, features: Sequence[Mapping[str, Any]], *, pad_to_max: bool = False) -> dict[str, Any]:
+        """Stack per-example features into one batch of tensors (dynamic padding unless ``pad_to_max``)."""
+        ...
+
+    def batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Texts straight to a batch of tensors (what inference calls)."""
+        ...
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The settings recorded as ``preprocessing`` in ``miniml.json``."""
+        ...
+
+    def save(self, folder: Path) -> None:
+        """Write what ``load_featurizer`` needs into ``folder``."""
+        ...
+
+
+_LOADERS: dict[str, Callable[[Path, dict[str, Any]], Featurizer]] = {}
+
+
+def register_featurizer(kind: str) -> Callable[[Callable[[Path, dict[str, Any]], Featurizer]], Any]:
+    """Register the loader of one featurizer kind (the ``kind`` stored in ``miniml.json`` preprocessing)."""
+
+    def wrap(loader: Callable[[Path, dict[str, Any]], Featurizer]) -> Any:
+        _LOADERS[kind] = loader
+        return loader
+
+    return wrap
+
+
+def load_featurizer(folder: Path, preprocessing: dict[str, Any]) -> Featurizer:
+    """Rebuild the featurizer a model folder was trained with."""
+    kind = str(preprocessing.get("kind", ""))
+    if kind not in _LOADERS:
+        raise ModelError(
+            f"model folder {folder} uses unknown preprocessing kind {kind!r}",
+            hint=f"known kinds: {', '.join(sorted(_LOADERS))}; was it written by a newer miniml?",
+        )
+    return _LOADERS[kind](Path(folder), preprocessing)
+
+
+def normalize_text(text: str, *, lowercase: bool = False) -> str:
+    """NFC-normalize, collapse whitespace runs to one space, optionally lower-case."""
+    text = " ".join(unicodedata.normalize("NFC", text).split())
+    return text.lower() if lowercase else text

@@ -1,0 +1,99 @@
+"""Write and read the weights + featurizer + builder spec of a model folder (see ``miniml.modelfolder``).
+
+Weights are ``model.safetensors`` (``safetensors.torch.save_model``: shared tensors handled, never pickle),
+the builder spec is ``builder.json`` (the ``model:`` section the model was trained with), the featurizer
+writes its own files, and pretrained encoders also get their ``config.json``. Loading rebuilds the module
+with the same builder, skeleton only, then loads the weights strictly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from miniml.errors import MinimlError, ModelError
+from miniml.io import atomic_write_json
+from miniml.modelfolder import ModelInfo, read_info, write_info
+from miniml.models import ModelSpec
+from miniml.models.featurizer import Featurizer, load_featurizer
+from miniml.models.registry import get_builder
+
+WEIGHTS_FILE = "model.safetensors"
+BUILDER_FILE = "builder.json"
+SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[ModelSpec, Field(discriminator="kind")])
+
+
+@dataclass
+class LoadedModel:
+    """A model folder in memory: module in eval mode, its featurizer, spec and ``miniml.json``."""
+
+    module: nn.Module
+    featurizer: Featurizer
+    spec: Any
+    info: ModelInfo
+
+
+def architecture_of(spec: Any) -> str:
+    """What ``miniml.json`` calls the architecture: ``hf`` for plain transformers heads, else the builder."""
+    if spec.kind == "pretrained":
+        return "hf" if spec.pooling == "cls" else "hf_mean_pool"
+    return str(spec.kind)
+
+
+def save_model_folder(
+    folder: Path, module: nn.Module, featurizer: Featurizer, spec: Any, info: ModelInfo
+) -> None:
+    """Write a complete model folder into ``folder`` (callers make it atomic with ``atomic_dir``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(module, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    featurizer.save(folder)
+    atomic_write_json(folder / BUILDER_FILE, spec.model_dump(mode="json"))
+    config = getattr(module, "config", None)
+    if config is not None and hasattr(config, "save_pretrained"):
+        config.save_pretrained(str(folder))
+    write_info(folder, info)
+
+
+def read_spec(folder: Path) -> Any:
+    """The builder spec stored in ``builder.json``."""
+    file = Path(folder) / BUILDER_FILE
+    try:
+        return SPEC_ADAPTER.validate_python(json.loads(file.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ModelError(
+            f"model folder {folder} has no {BUILDER_FILE}", hint="was it written by miniml train?"
+        ) from None
+    except (ValueError, ValidationError) as err:
+        raise ModelError(f"{file} is corrupted: {str(err).splitlines()[0]}") from None
+
+
+def load_model_folder(folder: Path) -> LoadedModel:
+    """Rebuild the module and featurizer of a model folder; any missing/corrupted part is a ModelError."""
+    folder = Path(folder)
+    info = read_info(folder)
+    spec = read_spec(folder)
+    try:
+        featurizer = load_featurizer(folder, info.preprocessing)
+        module = get_builder(spec.kind)(spec, len(info.labels), featurizer, source=folder)
+    except MinimlError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelError(f"cannot load model folder {folder}: {type(err).__name__}: {err}") from None
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"model folder {folder} has no {WEIGHTS_FILE}", hint="copy the whole folder")
+    try:
+        load_model(module, str(weights), strict=True, device="cpu")
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ModelError(
+            f"weights {weights} are corrupted or do not fit the model: {str(err)[:200]}"
+        ) from None
+    module.eval()
+    return LoadedModel(module=module, featurizer=featurizer, spec=spec, info=info)

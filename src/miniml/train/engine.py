@@ -1,0 +1,163 @@
+"""The one training engine: the ``transformers`` Trainer, set up from a TrainConfig for any task and model.
+
+From-scratch modules and pretrained encoders go through the same Trainer: both take the collated batch as
+keyword arguments and return ``{"loss", "logits"}``. The Trainer gives us gradient accumulation, LR schedules,
+mixed precision on GPU, evaluation, best-checkpoint selection, early stopping and resumable checkpoints.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+
+from miniml.models.featurizer import Featurizer
+from miniml.tasks.base import Task
+from miniml.train.callbacks import CheckpointSeal, RichProgress
+from miniml.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+_NO_DECAY = ("bias", "norm", "layernorm", "layer_norm")
+
+
+class ExampleDataset(torch.utils.data.Dataset[dict[str, Any]]):
+    """A list of per-example feature dicts (each with ``input_ids``, so length grouping can read them)."""
+
+    def __init__(self, examples: Sequence[dict[str, Any]]) -> None:
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.examples[index]
+
+
+def precision_flags(precision: str) -> dict[str, Any]:
+    """fp16/bf16 only when CUDA is present; on CPU everything runs in fp32."""
+    if not torch.cuda.is_available():
+        if precision in ("fp16", "bf16"):
+            log.warning("precision %s needs a CUDA GPU; training in fp32", precision)
+        return {}
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArguments:
+    """Translate the config into TrainingArguments (evaluation and checkpoints at the same cadence)."""
+    cadence: dict[str, Any] = {"eval_strategy": "epoch", "save_strategy": "epoch"}
+    if config.eval_interval:
+        cadence = {
+            "eval_strategy": "steps",
+            "eval_steps": config.eval_interval,
+            "save_strategy": "steps",
+            "save_steps": config.checkpoint_interval,
+        }
+    metric = config.metric_for_best.removeprefix("eval_")
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a share of the total steps in transformers 5
+        lr_scheduler_type=config.lr_scheduler,
+        max_grad_norm=config.max_grad_norm,
+        label_smoothing_factor=config.label_smoothing,
+        logging_steps=config.logging_steps,
+        save_total_limit=config.keep_checkpoints,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better="loss" not in metric,
+        restore_callback_states_from_checkpoint=True,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        report_to="none",
+        disable_tqdm=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=config.dataloader_workers,
+        **cadence,
+        **precision_flags(config.precision),
+    )
+
+
+def param_groups(module: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """No weight decay on biases and norms; layer-wise LR decay for pretrained encoders that ask for it."""
+    spec = config.model
+    decay = getattr(spec, "layerwise_lr_decay", 1.0)
+    num_layers = int(getattr(getattr(module, "config", None), "num_hidden_layers", 0) or 0)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        wd = 0.0 if any(tag in name.lower() for tag in _NO_DECAY) else config.weight_decay
+        lr = config.learning_rate
+        if decay < 1.0 and hasattr(spec, "layer_depth"):
+            lr *= decay ** (num_layers + 1 - spec.layer_depth(name, num_layers))
+        groups.setdefault((lr, wd), []).append(param)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def build_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(module, config)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.learning_rate)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(groups, lr=config.learning_rate)
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def _compute_metrics(task: Task, prediction: EvalPrediction) -> dict[str, float]:
+    logits = (
+        prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    )
+    return task.metrics(np.asarray(prediction.label_ids), np.asarray(logits))
+
+
+def make_trainer(
+    config: TrainConfig,
+    task: Task,
+    featurizer: Featurizer,
+    module: nn.Module,
+    train_examples: Sequence[dict[str, Any]],
+    eval_examples: Sequence[dict[str, Any]],
+    output_dir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> Trainer:
+    """A Trainer for ``module`` with dynamic-padding collation, early stopping and sealed checkpoints."""
+    args = training_arguments(config, output_dir)
+    extra: list[TrainerCallback] = [
+        CheckpointSeal(),
+        RichProgress(config.batch_size * config.gradient_accumulation_steps),
+    ]
+    if config.early_stopping_patience:
+        extra.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = Trainer(
+        model=module,
+        args=args,
+        data_collator=functools.partial(task.collate, featurizer, pad_to_max=config.pad_to_max),
+        train_dataset=ExampleDataset(train_examples),
+        eval_dataset=ExampleDataset(eval_examples),
+        compute_metrics=functools.partial(_compute_metrics, task),
+        optimizers=(build_optimizer(module, config), None),
+        callbacks=[*extra, *callbacks],
+    )
+    trainer.remove_callback(
+        PrinterCallback
+    )  # it prints every log dict to stdout; the progress bar shows them
+    return trainer

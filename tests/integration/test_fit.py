@@ -1,0 +1,61 @@
+"""Train tiny models end to end through the shared engine (no tracking server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from miniml.data.dataset import Dataset
+from miniml.evaluate.evaluate import predict_in_batches
+from miniml.inference import load_predictor
+from miniml.modelfolder import read_info
+from miniml.train import TrainConfig, fit
+
+
+def config(dataset: Dataset, model: dict, **kw) -> TrainConfig:
+    base = {
+        "model_name": "toy",
+        "dataset": str(dataset.path),
+        "model": model,
+        "epochs": 3,
+        "batch_size": 16,
+        "learning_rate": 0.05,
+        "eval_steps": 15,
+        "logging_steps": 5,
+        "early_stopping_patience": None,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def losses(history: list[dict]) -> list[float]:
+    return [h["loss"] for h in history if "loss" in h]
+
+
+def check_folder(folder: Path, dataset: Dataset, metrics: dict[str, float]) -> None:
+    info = read_info(folder)
+    assert info.labels == ["da", "nn", "sv"]
+    assert info.dataset["fingerprint"] == dataset.fingerprint
+    assert info.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert (folder / "model.safetensors").is_file()
+    frame = dataset.split("test")
+    probs = predict_in_batches(load_predictor(folder), frame["input"].tolist(), batch_size=7)
+    assert probs.dtype == np.float32 and probs.shape == (len(frame), 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    accuracy = float(np.mean(np.array(info.labels)[probs.argmax(1)] == frame["target"].to_numpy()))
+    assert accuracy == pytest.approx(metrics["accuracy"])
+
+
+def test_hashing_bag_learns_and_writes_folder(toy_dataset: Dataset) -> None:
+    outcome = fit(config(toy_dataset, {"kind": "hashing_bag", "buckets": 4096, "dim": 16}))
+    seen = losses(outcome.history)
+    assert seen[-1] < seen[0] * 0.5
+    assert outcome.metrics["accuracy"] > 0.9
+    check_folder(outcome.model_folder, toy_dataset, outcome.metrics)
+    report = json.loads((outcome.report_dir / "metrics.json").read_text())
+    assert report["metrics"]["macro_f1"] == pytest.approx(outcome.metrics["macro_f1"])
+    assert {"report.md", "confusion_matrix.png", "curves.png"} <= {
+        p.name for p in outcome.report_dir.iterdir()
+    }
