@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -128,3 +129,63 @@ class ServerProcess:
         stop(self.proc, timeout)
         self._log.close()
         return int(self.proc.returncode)
+
+
+# ---------------------------------------------------------------- tiny trained models
+SENTENCES = {
+    "da": "hej med dig hvordan går det godt jeg er glad i dag hvad siger du",
+    "sv": "jag heter anna och bor i stockholm det är bra idag vad säger du",
+    "nn": "eg veit ikkje kva eg skal seie no men det er fint her",
+}
+WORDS = {label: words.split() for label, words in SENTENCES.items()}
+
+
+def toy_frame(n: int, seed: int, labels: Sequence[str]) -> Any:
+    import random
+
+    import pandas as pd
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(list(labels))
+        rows.append({"input": " ".join(rng.choices(WORDS[label], k=rng.randint(3, 9))), "target": label})
+    return pd.DataFrame(rows)
+
+
+def train_toy_model(home: Path, labels: Sequence[str], seed: int = 1) -> Path:
+    """Train a hashing_bag classifier on a tiny generated dataset (seconds); returns its model folder."""
+    from miniml.data.dataset import write_dataset
+    from miniml.train import TrainConfig, fit
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINIML_HOME", str(home))
+        splits = {
+            split: toy_frame(n, seed + i, labels)
+            for i, (split, n) in enumerate([("train", 240), ("validation", 40), ("test", 40)])
+        }
+        dataset = write_dataset("toy", f"serve-{'-'.join(labels)}-{seed}", splits)
+        config = TrainConfig(
+            model_name="toy",
+            dataset=str(dataset.path),
+            model={"kind": "hashing_bag", "buckets": 2048, "dim": 16},
+            epochs=2,
+            batch_size=16,
+            learning_rate=0.05,
+            early_stopping_patience=None,
+            seed=seed,
+        )
+        return fit(config).model_folder
+
+
+@pytest.fixture(scope="session")
+def toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained 3-language model folder (da, nn, sv), shared by the serving tests."""
+    return train_toy_model(tmp_path_factory.mktemp("toy_home"), ("da", "sv", "nn"))
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return path
