@@ -184,8 +184,70 @@ def toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_toy_model(tmp_path_factory.mktemp("toy_home"), ("da", "sv", "nn"))
 
 
+@pytest.fixture(scope="session")
+def api_server(
+    toy_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, dict]]:
+    """A server with API keys (admin; other: another model only; metered: 3 requests/min; wordy: 60
+    chars/min) and small limits, shared by the API and Prometheus tests."""
+    from miniml.serve.auth import add_key
+
+    tmp = tmp_path_factory.mktemp("api_server")
+    keys_file = tmp / "keys.yaml"
+    keys = {
+        "admin": add_key(keys_file, "admin"),
+        "other": add_key(keys_file, "other", models=["someone-else"]),
+        "metered": add_key(keys_file, "metered", requests="3/minute"),
+        "wordy": add_key(keys_file, "wordy", chars="60/minute"),
+    }
+    config = write_yaml(
+        tmp / "serve.yaml",
+        {
+            "models": [str(toy_model)],
+            "auth": {"keys_file": "keys.yaml"},
+            "limits": {"max_body_bytes": 4000, "max_inputs": 4, "max_chars": 200},
+            "batching": {"max_batch_size": 16, "max_wait_ms": 2},
+        },
+    )
+    server = ServerProcess(["--config", str(config)], tmp).wait_ready()
+    yield server, keys
+    assert server.terminate() == 0
+
+
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:
     import yaml
 
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+@contextlib.contextmanager
+def prometheus_server(tmp: Path, target: str) -> Iterator[str]:
+    """A real Prometheus scraping ``target`` (host:port) every second, with the repo's scrape config."""
+    import yaml
+
+    binary = need_binary("prometheus", "prometheus")
+    config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"
+    for job in config["scrape_configs"]:
+        job["scrape_interval"] = "1s"
+        job["static_configs"] = [{"targets": [target]}]
+    config_file = write_yaml(tmp / "prometheus.yml", config)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200, 30, "prometheus")
+        yield url
+    finally:
+        stop(proc)

@@ -4,39 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from miniml.serve.auth import add_key
-from serve_support import ServerProcess, toy_model, write_yaml
-
-__all__ = ["toy_model"]  # a fixture, imported for pytest
-
-
-@pytest.fixture(scope="module")
-def served(toy_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, dict]]:
-    tmp = tmp_path_factory.mktemp("serve_api")
-    keys_file = tmp / "keys.yaml"
-    keys = {
-        "admin": add_key(keys_file, "admin"),
-        "other": add_key(keys_file, "other", models=["someone-else"]),
-        "metered": add_key(keys_file, "metered", requests="3/minute"),
-        "wordy": add_key(keys_file, "wordy", chars="60/minute"),
-    }
-    config = write_yaml(
-        tmp / "serve.yaml",
-        {
-            "models": [str(toy_model)],
-            "auth": {"keys_file": "keys.yaml"},
-            "limits": {"max_body_bytes": 4000, "max_inputs": 4, "max_chars": 200},
-            "batching": {"max_batch_size": 16, "max_wait_ms": 2},
-        },
-    )
-    server = ServerProcess(["--config", str(config)], tmp).wait_ready()
-    yield server, keys
-    assert server.terminate() == 0
+from serve_support import ServerProcess
 
 
 def post(server: ServerProcess, body: object, key: str | None = None, **headers: str) -> httpx.Response:
@@ -50,8 +22,8 @@ def error_code(response: httpx.Response) -> str:
     return str(response.json()["error"]["code"])
 
 
-def test_predict_gives_label_score_and_top_k(served: tuple[ServerProcess, dict]) -> None:
-    server, keys = served
+def test_predict_gives_label_score_and_top_k(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
     r = post(
         server,
         {"inputs": ["hej med dig hvordan går det", "jag heter anna och bor i stockholm"], "top_k": 2},
@@ -67,8 +39,8 @@ def test_predict_gives_label_score_and_top_k(served: tuple[ServerProcess, dict])
     assert r.headers["x-request-id"]
 
 
-def test_x_api_key_and_client_request_id(served: tuple[ServerProcess, dict]) -> None:
-    server, keys = served
+def test_x_api_key_and_client_request_id(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
     r = post(
         server,
         {"inputs": ["eg veit ikkje kva eg skal seie"]},
@@ -78,8 +50,8 @@ def test_x_api_key_and_client_request_id(served: tuple[ServerProcess, dict]) -> 
     assert r.headers["x-request-id"] == "abc-123"
 
 
-def test_auth_failures(served: tuple[ServerProcess, dict]) -> None:
-    server, keys = served
+def test_auth_failures(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
     missing = post(server, {"inputs": ["hej"]})
     assert missing.status_code == 401 and error_code(missing) == "missing_api_key"
     assert missing.headers["www-authenticate"].startswith("Bearer")
@@ -111,16 +83,16 @@ def test_auth_failures(served: tuple[ServerProcess, dict]) -> None:
     ],
 )
 def test_limits_and_bad_bodies_are_4xx_json(
-    served: tuple[ServerProcess, dict], body: object, status: int, code: str
+    api_server: tuple[ServerProcess, dict], body: object, status: int, code: str
 ) -> None:
-    server, keys = served
+    server, keys = api_server
     r = post(server, body, keys["admin"])
     assert r.status_code == status, r.text
     assert error_code(r) == code and r.json()["error"]["message"]
 
 
-def test_body_limit_holds_without_content_length(served: tuple[ServerProcess, dict]) -> None:
-    server, keys = served
+def test_body_limit_holds_without_content_length(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
 
     def chunks() -> Iterator[bytes]:  # chunked transfer: no Content-Length to check up front
         for _ in range(10):
@@ -134,8 +106,8 @@ def test_body_limit_holds_without_content_length(served: tuple[ServerProcess, di
     assert r.status_code == 413 and error_code(r) == "body_too_large"
 
 
-def test_rate_limits_answer_429_with_retry_after(served: tuple[ServerProcess, dict]) -> None:
-    server, keys = served
+def test_rate_limits_answer_429_with_retry_after(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
     statuses = [post(server, {"inputs": ["hej"]}, keys["metered"]).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     limited = post(server, {"inputs": ["hej"]}, keys["metered"])
@@ -153,8 +125,8 @@ def metric(server: ServerProcess, line_start: str) -> float:
     return sum(values)
 
 
-def test_cache_answers_repeated_inputs_per_input(served: tuple[ServerProcess, dict]) -> None:
-    server, keys = served
+def test_cache_answers_repeated_inputs_per_input(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
     hits = metric(server, 'miniml_cache_hits_total{model="toy"}')
     first = post(server, {"inputs": ["det er fint her no"]}, keys["admin"]).json()
     both = post(server, {"inputs": ["det er fint her no", "jag bor i stockholm idag"]}, keys["admin"]).json()
@@ -162,8 +134,10 @@ def test_cache_answers_repeated_inputs_per_input(served: tuple[ServerProcess, di
     assert metric(server, 'miniml_cache_hits_total{model="toy"}') == hits + 1  # partial hit: 1 of 2
 
 
-def test_health_ready_metrics_are_open_and_docs_describe_predict(served: tuple[ServerProcess, dict]) -> None:
-    server, _ = served
+def test_health_ready_metrics_are_open_and_docs_describe_predict(
+    api_server: tuple[ServerProcess, dict],
+) -> None:
+    server, _ = api_server
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready", "models": {"toy": None}}
     text = httpx.get(f"{server.url}/metrics").text
@@ -184,16 +158,16 @@ def test_health_ready_metrics_are_open_and_docs_describe_predict(served: tuple[S
     assert httpx.get(f"{server.url}/docs").status_code == 200
 
 
-def test_unknown_route_and_method_are_json(served: tuple[ServerProcess, dict]) -> None:
-    server, keys = served
+def test_unknown_route_and_method_are_json(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
     r = httpx.get(f"{server.url}/nope")
     assert r.status_code == 404 and error_code(r) == "not_found"
     r = httpx.get(f"{server.url}/v1/models/toy/predict", headers={"X-API-Key": keys["admin"]})
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
 
 
-def test_access_log_is_json_with_key_name_never_the_key(served: tuple[ServerProcess, dict]) -> None:
-    server, keys = served
+def test_access_log_is_json_with_key_name_never_the_key(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
     post(
         server, {"inputs": ["secret text about stockholm"]}, keys["admin"], **{"X-Request-ID": "log-check-1"}
     )
