@@ -65,7 +65,8 @@ def resolve(uri: str) -> ModelSource:
         from miniml.registry.store import resolve_model
 
         resolved = resolve_model(uri)
-        return ModelSource(uri, Path(resolved.path), resolved.name, resolved.version, resolved.alias)
+        name = resolved.name or read_info(resolved.path).name
+        return ModelSource(uri, Path(resolved.path), name, resolved.version, resolved.alias)
     path = Path(uri).expanduser()
     if not path.exists():
         raise ModelError(
