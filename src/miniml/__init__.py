@@ -7,10 +7,31 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import typing as _typing
+from typing import Any as _Any
+
 from miniml.config import StepConfig, load_config
-from miniml.data.dataset import Dataset, Manifest, open_dataset, write_dataset
 from miniml.errors import ConfigError, DataError, MinimlError, ModelError, RegistryError
 from miniml.modelfolder import ModelInfo, read_info
+
+if _typing.TYPE_CHECKING:
+    from miniml.data.dataset import Dataset, Manifest, open_dataset, write_dataset
+
+# Heavy members (pandas, pyarrow) load on first use, so `miniml --help` stays fast.
+_LAZY = {name: "miniml.data.dataset" for name in ("Dataset", "Manifest", "open_dataset", "write_dataset")}
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'miniml' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ConfigError",

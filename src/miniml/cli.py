@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer._click import exceptions as click_exceptions  # typer vendors click
@@ -178,6 +178,115 @@ def predict_cmd(
 
 
 # ---------------------------------------------------------------- models registry (issue 3)
+models_app = typer.Typer(
+    help="List, inspect, alias and promote registered model versions.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _console() -> Any:
+    """A rich console; wide when piped so tables are not squeezed into 80 columns."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def _print_json(obj: object) -> None:
+    import json
+
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOption = False) -> None:
+    """List registered models: latest version, aliases, task and key metric."""
+    from miniml.registry import store, views
+
+    models = store.list_models()
+    if as_json:
+        _print_json([views.summary_dict(m) for m in models])
+    elif not models:
+        typer.echo("no registered models yet (`miniml train CONFIG.yaml` registers one)")
+    else:
+        _console().print(views.models_table(models))
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="Registered model name.")], as_json: JsonOption = False
+) -> None:
+    """Show every version of a model: aliases, metrics, dataset fingerprint, run id, created."""
+    from miniml.registry import store, views
+
+    versions = store.list_versions(name)
+    if as_json:
+        _print_json([views.version_dict(v) for v in versions])
+    else:
+        _console().print(views.versions_table(name, versions))
+
+
+@models_app.command("alias")
+def models_alias(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.", min=1)],
+    alias: Annotated[str, typer.Argument(help="Alias to point at it, e.g. challenger.")],
+) -> None:
+    """Point ALIAS at VERSION of NAME (no gate; use `promote` for champion)."""
+    from miniml.registry import store
+
+    mv = store.set_alias(name, version, alias)
+    typer.echo(f"models:/{name}@{alias} → v{mv.version}")
+
+
+@models_app.command("unalias")
+def models_unalias(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to remove.")],
+) -> None:
+    """Remove ALIAS from NAME."""
+    from miniml.registry import store
+
+    store.delete_alias(name, alias)
+    typer.echo(f"removed models:/{name}@{alias}")
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[int, typer.Argument(help="Candidate version.", min=1)],
+    force: Annotated[bool, typer.Option("--force", help="Move the alias even if the gate refuses.")] = False,
+    metric: Annotated[str | None, typer.Option(help="Test metric to compare [default: macro_f1].")] = None,
+    margin: Annotated[float | None, typer.Option(help="How much better it must be [default: 0].")] = None,
+    alias: Annotated[str | None, typer.Option(help="Alias to move [default: champion].")] = None,
+) -> None:
+    """Move the champion alias to VERSION if it beats the champion on the same test split."""
+    from miniml.registry import promote, views
+
+    given = {"metric": metric, "margin": margin, "alias": alias}
+    gate = promote.gate_config(name, [f"{k}={v}" for k, v in given.items() if v is not None])
+    result = promote.promote(
+        name, version, alias=gate.alias, metric=gate.metric, margin=gate.margin, force=force
+    )
+    message = views.promotion_message(result)
+    if not result.promoted:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
+    typer.echo(message)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 for every one).")] = "127.0.0.1",
+) -> None:
+    """Start the MLflow UI on miniml's tracking store (embedded by default)."""
+    from miniml.registry.ui import run_ui
+
+    code = run_ui(host, port)
+    if code:
+        raise typer.Exit(code)
+
 
 # ---------------------------------------------------------------- serve (issue 4)
 KeysFileOption = Annotated[Path, typer.Option("--file", "-f", help="Keys file (YAML, or JSON by suffix).")]

@@ -1,69 +1,13 @@
-"""Tiny datasets and a tiny 'pretrained' BERT for training tests (built locally, no hub)."""
+"""Training test fixtures: tiny datasets, a tiny 'pretrained' BERT built locally, a blank MLflow store."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
-import pandas as pd
 import pytest
+from train_support import WORDS, make_toy
 
-from miniml.data.dataset import Dataset, write_dataset
-
-WORDS = {
-    "da": [
-        "hej",
-        "med",
-        "dig",
-        "hvordan",
-        "går",
-        "det",
-        "godt",
-        "jeg",
-        "er",
-        "glad",
-        "i",
-        "dag",
-        "hvad",
-        "siger",
-        "du",
-    ],
-    "sv": [
-        "jag",
-        "heter",
-        "anna",
-        "och",
-        "bor",
-        "i",
-        "stockholm",
-        "det",
-        "är",
-        "bra",
-        "idag",
-        "vad",
-        "säger",
-        "du",
-    ],
-    "nn": ["eg", "veit", "ikkje", "kva", "eg", "skal", "seie", "no", "men", "det", "er", "fint", "her"],
-}
-
-
-def toy_frame(n: int, seed: int, labels: tuple[str, ...] = ("da", "sv", "nn")) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        label = rng.choice(labels)
-        rows.append({"input": " ".join(rng.choices(WORDS[label], k=rng.randint(3, 9))), "target": label})
-    return pd.DataFrame(rows)
-
-
-def make_toy(name: str = "toy", n_train: int = 300, labels: tuple[str, ...] = ("da", "sv", "nn")) -> Dataset:
-    splits = {
-        "train": toy_frame(n_train, 1, labels),
-        "validation": toy_frame(60, 2, labels),
-        "test": toy_frame(60, 3, labels),
-    }
-    return write_dataset(name, f"fp{n_train}{len(labels)}", splits)
+from miniml.data.dataset import Dataset
 
 
 @pytest.fixture
@@ -106,3 +50,30 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     BertForMaskedLM(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def blank_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated MLflow SQLite store per session (migrations take seconds); tests copy it."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from miniml.registry.backend import quiet_mlflow
+
+    quiet_mlflow()
+    folder = tmp_path_factory.mktemp("mlflow_template")
+    db = folder / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{db}", (folder / "artifacts").as_uri())
+    RegistryStore(f"sqlite:///{db}")
+    return db
+
+
+@pytest.fixture
+def mlflow_store(miniml_home: Path, blank_mlflow_db: Path) -> Path:
+    """The embedded store of this test's MINIML_HOME, seeded from the blank template."""
+    import shutil
+
+    target = miniml_home / "mlflow" / "mlflow.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(blank_mlflow_db, target)
+    return target

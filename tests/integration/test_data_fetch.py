@@ -143,6 +143,17 @@ def test_interrupted_run_keeps_the_part_and_the_next_run_resumes(server: MirrorS
     assert not part.exists() and hashlib.sha256(cached_path(train).read_bytes()).hexdigest() == train.sha256
 
 
+def test_bad_leftover_part_is_discarded_and_fetched_again(server: MirrorServer) -> None:
+    dev = dataset_files("sst5")[1]
+    part = cached_path(dev).with_name(dev.sha256 + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(b"garbage from another file" * 100)
+    paths = fetch("sst5", mirror=server.url)
+    statuses = [(r, s) for n, r, s in server.requests if n == "sst_dev.txt"]
+    assert statuses == [("bytes=2500-", 206), ("", 200)]  # resumed, failed the check, started over
+    assert hashlib.sha256(paths[1].read_bytes()).hexdigest() == dev.sha256 and not part.exists()
+
+
 def test_corrupted_file_is_an_error_and_not_kept(server: MirrorServer) -> None:
     target = mirror_file(server, "sst_dev.txt")
     data = bytearray(target.read_bytes())

@@ -26,6 +26,7 @@ def config(dataset: Dataset, model: dict, **kw) -> TrainConfig:
         "eval_steps": 15,
         "logging_steps": 5,
         "early_stopping_patience": None,
+        "threads": 1,
     }
     return TrainConfig(**{**base, **kw})
 
@@ -59,3 +60,36 @@ def test_hashing_bag_learns_and_writes_folder(toy_dataset: Dataset) -> None:
     assert {"report.md", "confusion_matrix.png", "curves.png"} <= {
         p.name for p in outcome.report_dir.iterdir()
     }
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "char_cnn", "embedding_dim": 16, "filters": 16, "widths": [2, 3], "dropout": 0.0},
+        {"kind": "bilstm", "unit": "word", "embedding_dim": 16, "hidden": 16, "min_count": 1},
+    ],
+    ids=["char_cnn", "bilstm"],
+)
+def test_vocab_models_learn(toy_dataset: Dataset, model: dict) -> None:
+    outcome = fit(config(toy_dataset, model, learning_rate=0.01, epochs=4))
+    seen = losses(outcome.history)
+    assert seen[-1] < seen[0] * 0.7
+    assert outcome.metrics["accuracy"] > 0.8
+    check_folder(outcome.model_folder, toy_dataset, outcome.metrics)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_pretrained_style_model(toy_dataset: Dataset, tiny_bert: Path, pooling: str) -> None:
+    model = {"kind": "pretrained", "name_or_path": str(tiny_bert), "pooling": pooling, "max_length": 32}
+    outcome = fit(config(toy_dataset, model, learning_rate=3e-3, epochs=4, warmup_ratio=0.1))
+    seen = losses(outcome.history)
+    assert seen[-1] < seen[0] * 0.7
+    check_folder(outcome.model_folder, toy_dataset, outcome.metrics)
+    info = read_info(outcome.model_folder)
+    assert info.architecture == ("hf" if pooling == "cls" else "hf_mean_pool")
+    assert info.base_model == str(tiny_bert)
+    if pooling == "cls":  # a plain transformers folder too
+        from transformers import AutoModelForSequenceClassification
+
+        hf = AutoModelForSequenceClassification.from_pretrained(outcome.model_folder)
+        assert hf.config.id2label == {0: "da", 1: "nn", 2: "sv"}

@@ -7,6 +7,7 @@ datasets prepared by the old rules are not mistaken for new ones.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Literal
 
 import pandas as pd
@@ -44,17 +45,21 @@ class CleanConfig(BaseModel):
 
 def normalize(texts: pd.Series, config: CleanConfig, *, lowercase: bool = False) -> pd.Series:
     """Apply the Unicode form, the whitespace rule and (if asked) lower-casing to a column of strings."""
-    out = texts.astype(object)
-    if config.unicode != "none":
-        out = out.str.normalize(config.unicode)
-    if config.whitespace == "collapse":
-        out = out.str.replace(r"\s+", " ", regex=True).str.strip()
+    # Plain list comprehensions over C string methods: several times faster than pandas' .str accessor.
+    values: list[str] = texts.tolist()
+    form = config.unicode
+    if form != "none":
+        values = [v if unicodedata.is_normalized(form, v) else unicodedata.normalize(form, v) for v in values]
+    if config.whitespace == "collapse":  # str.split() splits on every Unicode whitespace character
+        values = [" ".join(v.split()) for v in values]
     elif config.whitespace == "lines":
-        out = out.str.replace(r"[^\S\n]+", " ", regex=True).str.replace(r" ?\n ?", "\n", regex=True)
-        out = out.str.replace(r"\n{2,}", "\n", regex=True).str.strip()
+        values = [
+            "\n".join(" ".join(line.split()) for line in v.splitlines() if not line.isspace() and line)
+            for v in values
+        ]
     if lowercase:
-        out = out.str.lower()
-    return out
+        values = [v.lower() for v in values]
+    return pd.Series(values, index=texts.index, dtype=object)
 
 
 def _normalize_extra(column: pd.Series, config: CleanConfig) -> pd.Series:

@@ -112,7 +112,11 @@ def fetch_file(file: CatalogFile, mirror: str | Path | None, progress: Progress)
         if isinstance(src, Path):
             _copy(src, part, file, progress, task)
         else:
+            leftover = part.is_file()
             _download(src, part, file, progress, task, via_mirror=mirror is not None)
+            if leftover and not _matches(part, file):  # the old .part was bad: start over once
+                part.unlink(missing_ok=True)
+                _download(src, part, file, progress, task, via_mirror=mirror is not None)
         _verify(part, file, src)
         os.replace(part, final)
     return Fetched(file, final, transferred=True)
@@ -147,8 +151,7 @@ def _download(
                 return
             except httpx.ConnectError as err:
                 raise DataError(
-                    f"cannot connect to {httpx.URL(url).host}:{httpx.URL(url).port or ''} for {url}: "
-                    f"{_reason(err)}",
+                    f"cannot connect to {httpx.URL(url).netloc.decode()} for {url}: {_reason(err)}",
                     hint="is the mirror server running? check --mirror / MINIML_DATA_MIRROR"
                     if via_mirror
                     else "check the network connection or set MINIML_DATA_MIRROR",
@@ -179,10 +182,17 @@ def _download_once(
         have = 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     with client.stream("GET", url, headers=headers) as resp:
+        if resp.status_code == 416:  # our partial copy is longer than the server's file
+            part.unlink(missing_ok=True)
+            raise DataError(
+                f"{url} is shorter than the {file.bytes} bytes the catalog lists; deleted the partial copy",
+                hint="the mirror copy is not the catalog's file; use another mirror",
+            )
         _check_status(resp, url, via_mirror=via_mirror)
-        resumed = resp.status_code == 206 and resp.headers.get("content-range", "").startswith(
-            f"bytes {have}-"
-        )
+        resumed = resp.status_code == 206
+        if resumed and not resp.headers.get("content-range", "").startswith(f"bytes {have}-"):
+            part.unlink(missing_ok=True)  # a range we did not ask for: retry from the start
+            raise httpx.RemoteProtocolError(f"unexpected Content-Range {resp.headers.get('content-range')!r}")
         if not resumed:
             have = 0  # the server ignored Range: start over
         progress.update(task, completed=have)
@@ -213,11 +223,19 @@ def _check_status(resp: httpx.Response, url: str, *, via_mirror: bool) -> None:
     raise DataError(f"{url} answered HTTP {resp.status_code}", hint="try again later or use a mirror")
 
 
+def _digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _matches(part: Path, file: CatalogFile) -> bool:
+    return part.is_file() and part.stat().st_size == file.bytes and _digest(part) == file.sha256
+
+
 def _verify(part: Path, file: CatalogFile, src: str | Path) -> None:
     """Check size and sha256; a mismatch deletes the file and raises."""
-    size = part.stat().st_size
-    with part.open("rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    size = part.stat().st_size if part.is_file() else 0
+    digest = _digest(part) if part.is_file() else "(missing)"
     if size == file.bytes and digest == file.sha256:
         return
     part.unlink(missing_ok=True)

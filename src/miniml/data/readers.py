@@ -97,6 +97,7 @@ Format = Annotated[
 ]
 
 Reader = Callable[[Path, Any], pd.DataFrame]
+_COMMENTS_AND_BREAKS = re.compile(r"^(?:#[^\n]*|[ \t]*)\n", re.MULTILINE)
 READERS: dict[str, Reader] = {}
 
 
@@ -195,11 +196,11 @@ def read_fasttext(path: Path, fmt: FastTextFormat) -> pd.DataFrame:
 def read_conllu(path: Path, fmt: ConlluFormat) -> pd.DataFrame:
     # Only comments and sentence breaks are parsed: the token lines are not needed for `# text =`, and
     # skipping them makes reading ten times faster.
-    with path.open(encoding="utf-8") as fh:
-        meta = "".join(line for line in fh if line.startswith("#") or not line.strip())
+    text = path.read_text(encoding="utf-8")
+    meta = "".join(_COMMENTS_AND_BREAKS.findall(text.replace("\r\n", "\n")))
     sentences = conllu.parse(meta)
     texts = [s.metadata.get("text") or "" for s in sentences]
-    if path.stat().st_size and not any(texts):
+    if text.strip() and not any(texts):
         raise DataError(f"{path} has no '# text =' lines", hint="is it a CoNLL-U file?")
     ids = [s.metadata.get("sent_id") or "" for s in sentences]
     return pd.DataFrame({"text": texts, "sent_id": ids})

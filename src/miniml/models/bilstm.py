@@ -74,7 +74,7 @@ class BiLSTM(nn.Module):
 
 @register_builder("bilstm")
 def bilstm(
-    spec: BiLSTMSpec, num_labels: int, featurizer: VocabFeaturizer, *, source: Path | None = None
+    spec: BiLSTMSpec, labels: list[str], featurizer: VocabFeaturizer, *, source: Path | None = None
 ) -> BiLSTM:
     """Build an untrained BiLSTM over ``featurizer``'s char or word vocabulary."""
-    return BiLSTM(featurizer.size, spec, num_labels)
+    return BiLSTM(featurizer.size, spec, len(labels))

@@ -67,7 +67,7 @@ class CharCNN(nn.Module):
 
 @register_builder("char_cnn")
 def char_cnn(
-    spec: CharCNNSpec, num_labels: int, featurizer: VocabFeaturizer, *, source: Path | None = None
+    spec: CharCNNSpec, labels: list[str], featurizer: VocabFeaturizer, *, source: Path | None = None
 ) -> CharCNN:
     """Build an untrained char-CNN over ``featurizer``'s character vocabulary."""
-    return CharCNN(featurizer.size, spec, num_labels)
+    return CharCNN(featurizer.size, spec, len(labels))

@@ -81,7 +81,7 @@ def load_model_folder(folder: Path) -> LoadedModel:
     spec = read_spec(folder)
     try:
         featurizer = load_featurizer(folder, info.preprocessing)
-        module = get_builder(spec.kind)(spec, len(info.labels), featurizer, source=folder)
+        module = get_builder(spec.kind)(spec, info.labels, featurizer, source=folder)
     except MinimlError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as err:

@@ -75,7 +75,7 @@ class HashingBag(nn.Module):
 
 @register_builder("hashing_bag")
 def hashing_bag(
-    spec: HashingBagSpec, num_labels: int, featurizer: HashingFeaturizer, *, source: Path | None = None
+    spec: HashingBagSpec, labels: list[str], featurizer: HashingFeaturizer, *, source: Path | None = None
 ) -> HashingBag:
-    """Build an untrained hashing_bag model for ``num_labels`` classes."""
-    return HashingBag(spec.buckets, spec.dim, num_labels, spec.hidden, spec.dropout)
+    """Build an untrained hashing_bag model over ``labels``."""
+    return HashingBag(spec.buckets, spec.dim, len(labels), spec.hidden, spec.dropout)

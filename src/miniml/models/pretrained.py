@@ -184,13 +184,17 @@ class MeanPoolClassifier(nn.Module):
 
 @register_builder("pretrained")
 def pretrained(
-    spec: PretrainedSpec, num_labels: int, featurizer: TokenizerFeaturizer, *, source: Path | None = None
+    spec: PretrainedSpec, labels: list[str], featurizer: TokenizerFeaturizer, *, source: Path | None = None
 ) -> nn.Module:
     """Load the pretrained encoder (with ``source``: an untrained skeleton from a model folder's config)."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     where = str(source) if source is not None else resolve_source(spec.name_or_path)
-    overrides: dict[str, Any] = {"num_labels": num_labels}
+    overrides: dict[str, Any] = {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
     if spec.dropout is not None and spec.pooling == "cls":
         overrides["classifier_dropout"] = spec.dropout
     config = _load_hf(AutoConfig, where, **overrides)
@@ -202,4 +206,4 @@ def pretrained(
     encoder = (
         AutoModel.from_config(config) if source is not None else _load_hf(AutoModel, where, config=config)
     )
-    return MeanPoolClassifier(encoder, num_labels, dropout)
+    return MeanPoolClassifier(encoder, len(labels), dropout)

@@ -1,11 +1,11 @@
 """The builder registry: model architectures are named builder functions, not if/else chains.
 
-A builder takes its validated spec (a pydantic model from the train config), the number of labels and the
+A builder takes its validated spec (a pydantic model from the train config), the label names and the
 featurizer the spec made, and returns an ``nn.Module`` whose ``forward(**batch, labels=None)`` returns
 ``{"loss", "logits"}`` — the one interface the training engine, evaluation and inference rely on::
 
     @register_builder("hashing_bag")
-    def hashing_bag(spec: HashingBagSpec, num_labels: int, featurizer: Featurizer, *, source: Path | None)
+    def hashing_bag(spec: HashingBagSpec, labels: list[str], featurizer: Featurizer, *, source: Path | None)
 """
 
 from __future__ import annotations

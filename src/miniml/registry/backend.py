@@ -55,10 +55,21 @@ def is_embedded(uri: str) -> bool:
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:
-    """Artifact location for a new experiment: under MINIML_HOME for the embedded store, else the store's."""
-    if not is_embedded(uri):
+    """Artifact location for a new experiment; None lets a tracking server decide.
+
+    Direct database stores (SQLite, PostgreSQL, ...) have no server to pick one, and MLflow would fall back
+    to ``./mlruns`` in whatever folder the command ran from, so miniml uses ``MINIML_ARTIFACT_ROOT`` (a
+    folder or URI such as ``s3://bucket/mlflow``), by default ``MINIML_HOME/mlflow/artifacts``.
+    """
+    if uri.startswith(("http://", "https://", "databricks")):
         return None
-    return (embedded_artifact_root() / _safe_dir_name(experiment)).as_uri()
+    root = os.environ.get("MINIML_ARTIFACT_ROOT", "").strip()
+    base = (
+        root
+        if "://" in root
+        else (Path(root).expanduser().resolve() if root else embedded_artifact_root()).as_uri()
+    )
+    return f"{base.rstrip('/')}/{_safe_dir_name(experiment)}"
 
 
 def _safe_dir_name(name: str) -> str:
@@ -66,9 +77,14 @@ def _safe_dir_name(name: str) -> str:
 
 
 def quiet_mlflow() -> None:
-    """Silence MLflow's start-up chatter (table creation, migrations) that users do not need."""
+    """Silence MLflow's start-up chatter and its multi-line SQL error dumps.
+
+    miniml turns every store failure into one ``error:`` line; ``MINIML_DEBUG=1`` shows MLflow's logs again.
+    """
+    if os.environ.get("MINIML_DEBUG"):
+        return
     for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def get_client(tracking_uri: str | None = None) -> MlflowClient:
@@ -112,8 +128,11 @@ def error_code(err: MlflowException) -> str:
 
 
 def first_line(err: BaseException) -> str:
-    text = str(getattr(err, "message", None) or err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """The informative first line of an error (SQLAlchemy puts a preamble before the real cause)."""
+    text = str(getattr(err, "message", None) or err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("(raised as a result of")]
+    return (useful or lines or [type(err).__name__])[0][:300]
 
 
 @contextmanager

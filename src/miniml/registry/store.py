@@ -13,7 +13,7 @@ import json
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from miniml.errors import ModelError, RegistryError
 from miniml.io import atomic_dir, atomic_write_json
 from miniml.modelfolder import INFO_FILE, ModelInfo, read_info
 from miniml.registry.backend import call, default_tracking_uri, error_code, get_client, mlflow_errors
-from miniml.registry.tracking import RunTracker, clean_key
+from miniml.registry.tracking import RunTracker, clean_key, tracking_uri_of
 from miniml.registry.uris import (
     check_alias,
     check_name,
@@ -145,19 +145,22 @@ def register_model(
     *,
     run_id: str | None = None,
     tags: dict[str, str] | None = None,
+    tracking_uri: str | None = None,
 ) -> ModelVersion:
     """Register a model folder as the next version of ``name`` (uploading it to the run if needed).
 
-    Without ``run_id`` a short run in experiment ``name`` holds the upload. Nothing is half-registered:
+    Without ``run_id`` a short run in experiment ``name`` holds the upload. The store is ``tracking_uri``,
+    else the one of the live ``RunTracker`` of ``run_id``, else the default. Nothing is half-registered:
     a failure before the version exists leaves no version (and no new empty registered model).
     """
     check_name(name)
     folder = Path(folder)
     info = read_info(folder)
     all_tags = version_tags(info, tags)
+    uri = tracking_uri or (tracking_uri_of(run_id) if run_id else None) or default_tracking_uri()
     if run_id is not None:
-        return _register_in_run(get_client(), name, folder, run_id, all_tags)
-    with RunTracker(name, run_name=f"register-{name}") as run:
+        return _register_in_run(get_client(uri), name, folder, run_id, all_tags)
+    with RunTracker(name, run_name=f"register-{name}", tracking_uri=uri) as run:
         run.set_tags({"miniml.registered_as": name})
         return _register_in_run(run.client, name, folder, run.run_id, all_tags)
 
@@ -275,7 +278,7 @@ def latest_version(name: str) -> ModelVersion:
 def list_versions(name: str) -> list[ModelVersion]:
     """All versions of ``name``, oldest first; an unknown name is a RegistryError listing known names."""
     client = get_client()
-    _require_model(client, check_name(name))
+    rm = _require_model(client, check_name(name))
     found: list[MlflowModelVersion] = []
     token: str | None = None
     while True:
@@ -285,7 +288,13 @@ def list_versions(name: str) -> list[ModelVersion]:
         token = getattr(page, "token", None)
         if not token:
             break
-    return sorted((to_version(mv) for mv in found), key=lambda v: v.version)
+    # search results leave aliases empty; the registered model knows them
+    by_version: dict[int, list[str]] = {}
+    for alias, number in (rm.aliases or {}).items():
+        by_version.setdefault(int(number), []).append(alias)
+    versions = [to_version(mv) for mv in found]
+    versions = [replace(v, aliases=tuple(sorted(by_version.get(v.version, ())))) for v in versions]
+    return sorted(versions, key=lambda v: v.version)
 
 
 def list_models() -> list[RegisteredModelSummary]:

@@ -9,6 +9,7 @@ MLflow's length limits, and ends the run as FINISHED, FAILED (exception) or KILL
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,6 +26,7 @@ from mlflow.utils.validation import (
     MAX_PARAM_VAL_LENGTH,
     MAX_PARAMS_TAGS_PER_BATCH,
     MAX_TAG_VAL_LENGTH,
+    path_not_unique,
 )
 
 from miniml.errors import ConfigError, RegistryError
@@ -44,12 +46,19 @@ if TYPE_CHECKING:
 
 __all__ = ["RunTracker", "default_tracking_uri", "flatten_params"]
 
+_log = logging.getLogger(__name__)
+# run id → tracking URI of the trackers running in this process, so that registering a model from a run
+# whose tracker was given an explicit tracking_uri finds that run's store without being told again
+_LIVE_RUNS: dict[str, str] = {}
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. /:]")  # MLflow accepts letters, digits, _ - . space / :
 
 
 def clean_key(key: str) -> str:
-    """``key`` with characters MLflow rejects replaced by ``_``, cut to MLflow's key length."""
-    return _BAD_KEY_CHARS.sub("_", key)[:MAX_ENTITY_KEY_LENGTH] or "_"
+    """``key`` as MLflow accepts it: allowed characters only, not path-like (``a/../b``), within length."""
+    key = _BAD_KEY_CHARS.sub("_", key)[:MAX_ENTITY_KEY_LENGTH] or "_"
+    if path_not_unique(key):
+        key = key.replace("/", "_")
+    return f"_{key}"[:MAX_ENTITY_KEY_LENGTH] if path_not_unique(key) else key
 
 
 def clip(value: str, limit: int) -> str:
@@ -77,6 +86,18 @@ def _to_text(value: Any) -> str:
     if isinstance(value, list | tuple | Mapping):
         return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
     return str(value)
+
+
+def tracking_uri_of(run_id: str) -> str | None:
+    """The tracking URI of a RunTracker running ``run_id`` in this process, if any."""
+    return _LIVE_RUNS.get(run_id)
+
+
+def end_status(exc: BaseException | None) -> str:
+    """FINISHED for success (or a clean exit), KILLED for Ctrl-C, FAILED for any other exception."""
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return "FINISHED"
+    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -128,12 +149,14 @@ class RunTracker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.end("FINISHED")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.end("KILLED")
-        else:
-            self.end("FAILED")
+        status = end_status(exc)
+        if exc is None:
+            self.end(status)
+            return
+        try:
+            self.end(status)
+        except RegistryError as err:  # the job's own failure is what the user needs to see
+            _log.warning("could not mark MLflow run %s %s: %s", self._run_id, status, err)
 
     def start(self) -> RunTracker:
         """Create the run (or resume ``run_id``) and log the environment it runs in."""
@@ -145,6 +168,7 @@ class RunTracker:
                 run = self.client.create_run(experiment_id, run_name=self.run_name)
             self._run_id = run.info.run_id
         self._started = True
+        _LIVE_RUNS[self.run_id] = self.tracking_uri
         self.set_tags(run_environment())
         return self
 
@@ -170,6 +194,7 @@ class RunTracker:
         if not self._started:
             return
         self._started = False
+        _LIVE_RUNS.pop(self.run_id, None)
         call(
             f"cannot end MLflow run {self.run_id}",
             self.client.set_terminated,

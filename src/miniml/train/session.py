@@ -172,7 +172,7 @@ class TrainingSession:
         self.save_state(run_id=run_id or self.state.run_id)
         featurizer = self.featurizer()
         task = ClassificationTask(self.labels)
-        module = get_builder(config.model.kind)(config.model, len(self.labels), featurizer)
+        module = get_builder(config.model.kind)(config.model, self.labels, featurizer)
         extra = list(callbacks or []) + ([MetricsForwarder(log_metrics)] if log_metrics else [])
         trainer = make_trainer(
             config,

@@ -123,3 +123,10 @@ def test_extras_missing_in_some_sources_are_filled(tmp_path: Path) -> None:
     assert frame["topic"].tolist() == ["t", ""]
     assert [list(v) for v in frame["refs"]] == [["x", "x"], []]
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_environment_overrides_sit_between_file_and_set(tmp_path: Path) -> None:
+    path = make_project(tmp_path)
+    env = {"MINIML_DATA__SPLIT__SEED": "7", "MINIML_DATA__CLEAN__MIN_CHARS": "4"}
+    config = load_config(PrepareConfig, path, ["split.seed=9"], environ=env)
+    assert (config.split.seed, config.clean.min_chars) == (9, 4)

@@ -9,17 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from registry_support import blank_store, make_model_folder, seed_embedded_store
-
-
-@pytest.fixture(scope="session")
-def blank_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return blank_store(tmp_path_factory.mktemp("mlflow_template"))
+from registry_support import make_model_folder, seed_embedded_store, shared_blank_store
 
 
 @pytest.fixture(autouse=True)
-def embedded_store(miniml_home: Path, blank_mlflow_db: Path) -> Path:
-    return seed_embedded_store(miniml_home, blank_mlflow_db)
+def embedded_store(miniml_home: Path) -> Path:
+    return seed_embedded_store(miniml_home, shared_blank_store())
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,14 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from miniml.modelfolder import ModelInfo, write_info
+
+
+@functools.cache
+def shared_blank_store() -> Path:
+    """One blank store per test process, shared by every registry test module (removed at exit)."""
+    folder = Path(tempfile.mkdtemp(prefix="miniml-mlflow-template-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return blank_store(folder)
 
 
 def blank_store(folder: Path) -> Path:

@@ -80,6 +80,7 @@ def test_get_version_by_number_alias_and_latest(model_folder: MakeFolder) -> Non
     store.set_alias("m", 3, "champion")  # moving an alias
     assert store.get_version("m", "champion").version == 3
     assert store.get_version("m", 2).aliases == ()
+    assert store.get_version("m", 3).aliases == ("champion",)
     store.delete_alias("m", "champion")
     with pytest.raises(RegistryError, match="has no alias 'champion'"):
         store.get_version("m", "champion")
@@ -148,3 +149,13 @@ def test_resolve_local_folder_and_errors(model_folder: MakeFolder, tmp_path: Pat
         store.resolve_model(tmp_path)
     with pytest.raises(RegistryError, match="no registered model 'absent'"):
         store.resolve_model("models:/absent@champion")
+
+
+def test_register_follows_the_store_of_its_run(model_folder: MakeFolder, tmp_path: Path) -> None:
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    shutil.copyfile(Path(get_client().tracking_uri.removeprefix("sqlite:///")), tmp_path / "other.db")
+    with RunTracker("elsewhere", tracking_uri=other) as run:
+        mv = store.register_model("elsewhere", model_folder("elsewhere"), run_id=run.run_id)
+    assert mv.version == 1
+    assert store.list_models() == []  # the default store is untouched
+    assert get_client(other).get_registered_model("elsewhere").name == "elsewhere"

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from miniml.data.dataset import write_dataset
 from miniml.errors import ConfigError, RegistryError
 from miniml.registry.backend import default_tracking_uri, get_client
-from miniml.registry.tracking import RunTracker, flatten_params
+from miniml.registry.tracking import RunTracker, end_status, flatten_params
 
 
 def client() -> MlflowClient:
@@ -38,6 +38,7 @@ def test_flatten_params_nests_stringifies_and_clips() -> None:
     assert flat["epochs"] == "3"
     assert flat["tag"] == "None"
     assert flat["bad key_"] == "x"
+    assert set(flatten_params({"../up": 1, "a/./b": 2, "/abs": 3})) == {"_.._up", "a_._b", "_abs"}
     long = flatten_params({"text": "a" * 10_000})["text"]
     assert len(long) == 6000 and long.endswith("...")
 
@@ -45,6 +46,7 @@ def test_flatten_params_nests_stringifies_and_clips() -> None:
 def test_run_logs_params_metrics_environment_and_finishes(miniml_home: Path) -> None:
     with RunTracker("exp-a", run_name="first") as run:
         run.log_params({"model": {"dim": 64}, "lr": 0.1})
+        run.set_tags({"../odd key": "kept"})
         run.log_metrics({"loss": 2.0}, step=1)
         run.log_metrics({"loss": 1.5}, step=2)
     got = client().get_run(run.run_id)
@@ -54,6 +56,7 @@ def test_run_logs_params_metrics_environment_and_finishes(miniml_home: Path) -> 
     history = client().get_metric_history(run.run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.5)]
     tags = got.data.tags
+    assert tags["_.._odd key"] == "kept"
     assert tags["version.miniml"] and tags["version.mlflow"].startswith("3.")
     assert int(tags["hw.cores"]) >= 1 and float(tags["hw.ram_gb"]) > 0 and tags["hw.cpu"]
     experiment = client().get_experiment(got.info.experiment_id)
@@ -67,6 +70,14 @@ def test_failed_and_killed_runs_are_marked() -> None:
         raise KeyboardInterrupt
     assert client().get_run(failing.run_id).info.status == "FAILED"
     assert client().get_run(killed.run_id).info.status == "KILLED"
+
+
+def test_end_status() -> None:
+    assert end_status(None) == "FINISHED"
+    assert end_status(SystemExit(0)) == "FINISHED"
+    assert end_status(SystemExit(2)) == "FAILED"
+    assert end_status(KeyboardInterrupt()) == "KILLED"
+    assert end_status(RuntimeError()) == "FAILED"
 
 
 def test_resume_continues_the_same_run() -> None:
