@@ -206,7 +206,7 @@ def api_server(
             "models": [str(toy_model)],
             "auth": {"keys_file": "keys.yaml"},
             "limits": {"max_body_bytes": 4000, "max_inputs": 4, "max_chars": 200},
-            "batching": {"max_batch_size": 16, "max_wait_ms": 2},
+            "batching": {"max_batch_size": 16, "max_wait_ms": 2, "micro_batch_size": 2},
         },
     )
     server = ServerProcess(["--config", str(config)], tmp).wait_ready()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,6 +38,25 @@ def test_predict_gives_label_score_and_top_k(api_server: tuple[ServerProcess, di
     assert first["top_k"][0]["label"] == "da" and len(first["top_k"]) == 2
     assert 0.5 < first["score"] <= 1 and first["top_k"][0]["score"] >= first["top_k"][1]["score"]
     assert r.headers["x-request-id"]
+
+
+def test_answers_equal_offline_predictions(api_server: tuple[ServerProcess, dict], toy_model: Path) -> None:
+    from miniml.inference import load_predictor
+
+    server, keys = api_server
+    texts = [
+        "det er fint her",
+        "jag heter anna och bor i stockholm idag",
+        "hej",
+        "eg veit ikkje kva eg skal seie",
+    ]
+    served = post(server, {"inputs": texts, "top_k": 3}, keys["admin"]).json()["predictions"]
+    offline = load_predictor(toy_model).predict_proba(texts)  # (4, 3), labels in info order
+    labels = ["da", "nn", "sv"]
+    for row, answer in zip(offline, served, strict=True):  # length-sorted micro-batches of 2 on the server
+        assert {t["label"]: t["score"] for t in answer["top_k"]} == pytest.approx(
+            dict(zip(labels, row.tolist(), strict=True))
+        )
 
 
 def test_x_api_key_and_client_request_id(api_server: tuple[ServerProcess, dict]) -> None:

@@ -150,7 +150,9 @@ def load_models(settings: ServeSettings) -> list[tuple[LoadedModel, TaskHandler[
         raise ConfigError(f"two model URIs resolve to the same name among {names}; serve each name once")
     from miniml.modelfolder import read_info
 
-    handlers = [handler_for(read_info(s.path).task) for s in sources]  # unsupported task: before loading
+    handlers = [
+        handler_for(read_info(s.path).task, settings.batching) for s in sources
+    ]  # unsupported task: before loading
     threads = inference_threads(settings.batching.threads, len(sources))
     return [
         (load_model(s, threads=threads, device=settings.device, warm_up=h.warm_up), h)

@@ -68,6 +68,12 @@ class BatchingSettings(StepConfig):
         ge=1,
         description="torch threads per model worker; default: usable cores // number of models",
     )
+    micro_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="run each batch as length-sorted chunks of this many inputs (transformers on CPU: less "
+        "padding); None: one forward pass per batch",
+    )
 
 
 class MemoryCacheSettings(StepConfig):
