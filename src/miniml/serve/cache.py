@@ -20,7 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import cachetools
 
-from miniml.serve.settings import CacheSettings, MemoryCacheSettings, RedisCacheSettings
+from miniml.serve.settings import CacheSettings
 
 Y = TypeVar("Y")
 log = logging.getLogger("miniml.serve")
@@ -68,7 +68,7 @@ class MemoryCache(Generic[Y]):
 class RedisCache(Generic[Y]):
     """Cache in Redis (shared by every replica), values serialised by the task's codec."""
 
-    def __init__(self, settings: RedisCacheSettings, codec: Codec[Y]) -> None:
+    def __init__(self, settings: CacheSettings, codec: Codec[Y]) -> None:
         import redis.asyncio
 
         self._redis: Any = redis.asyncio.Redis.from_url(
@@ -113,8 +113,8 @@ class RedisCache(Generic[Y]):
 
 def build_cache(settings: CacheSettings, codec: Codec[Y]) -> Cache[Y] | None:
     """The cache the settings ask for, or None for ``backend: none``."""
-    if isinstance(settings, MemoryCacheSettings):
+    if settings.backend == "memory":
         return MemoryCache(settings.max_entries, settings.ttl_s)
-    if isinstance(settings, RedisCacheSettings):
+    if settings.backend == "redis":
         return RedisCache(settings, codec)
     return None

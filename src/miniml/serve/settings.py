@@ -76,33 +76,16 @@ class BatchingSettings(StepConfig):
     )
 
 
-class MemoryCacheSettings(StepConfig):
-    """In-process LRU cache with a time to live."""
+class CacheSettings(StepConfig):
+    """Response cache. One flat section (not a union per backend) so that switching the backend from the
+    environment or ``--set`` keeps working when the file also sets another backend's keys."""
 
-    backend: Literal["memory"] = "memory"
-    max_entries: int = Field(default=100_000, ge=1)
-    ttl_s: float = Field(default=3600.0, gt=0)
-
-
-class RedisCacheSettings(StepConfig):
-    """Redis cache, shared by every server pointed at it."""
-
-    backend: Literal["redis"]
-    url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
-    ttl_s: float = Field(default=3600.0, gt=0)
-    prefix: str = Field(default="miniml:cache", min_length=1)
-    timeout_s: float = Field(default=0.25, gt=0, description="a slower Redis answer counts as a miss")
-
-
-class NoCacheSettings(StepConfig):
-    """No response cache."""
-
-    backend: Literal["none"]
-
-
-CacheSettings = Annotated[
-    MemoryCacheSettings | RedisCacheSettings | NoCacheSettings, Field(discriminator="backend")
-]
+    backend: Literal["memory", "redis", "none"] = "memory"
+    ttl_s: float = Field(default=3600.0, gt=0, description="time to live of an entry (memory and redis)")
+    max_entries: int = Field(default=100_000, ge=1, description="memory: LRU size")
+    url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="redis: server")
+    prefix: str = Field(default="miniml:cache", min_length=1, description="redis: key prefix")
+    timeout_s: float = Field(default=0.25, gt=0, description="redis: a slower answer counts as a miss")
 
 
 class ApiKeyRecord(BaseModel):
@@ -179,7 +162,7 @@ class ServeSettings(StepConfig):
     )
     server: ServerSettings = Field(default_factory=lambda: ServerSettings())
     batching: BatchingSettings = Field(default_factory=lambda: BatchingSettings())
-    cache: CacheSettings = Field(default_factory=lambda: MemoryCacheSettings())
+    cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     auth: AuthSettings = Field(default_factory=lambda: AuthSettings())
     ratelimit: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())
     limits: RequestLimits = Field(default_factory=lambda: RequestLimits())

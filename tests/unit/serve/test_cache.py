@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from miniml.serve.cache import MemoryCache, RedisCache, build_cache
-from miniml.serve.settings import MemoryCacheSettings, NoCacheSettings, RedisCacheSettings
+from miniml.serve.settings import CacheSettings
 from miniml.serve.tasks import Float32Codec
 from serve_support import redis_server
 
@@ -42,8 +42,8 @@ async def test_memory_cache_entries_expire() -> None:
 
 
 def test_build_cache_follows_settings() -> None:
-    assert isinstance(build_cache(MemoryCacheSettings(), Float32Codec()), MemoryCache)
-    assert build_cache(NoCacheSettings(backend="none"), Float32Codec()) is None
+    assert isinstance(build_cache(CacheSettings(), Float32Codec()), MemoryCache)
+    assert build_cache(CacheSettings(backend="none"), Float32Codec()) is None
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def test_redis_cache_round_trips_float32_rows(redis_url: str) -> None:
-    cache = RedisCache(RedisCacheSettings(backend="redis", url=redis_url, prefix="t1"), Float32Codec())
+    cache = RedisCache(CacheSettings(backend="redis", url=redis_url, prefix="t1"), Float32Codec())
     row = np.array([0.7, 0.2, 0.1], dtype=np.float32)
     await cache.set_many("m@v1", [("hello", row)])
     got = await cache.get_many("m@v1", ["hello", "other"])
@@ -64,9 +64,7 @@ async def test_redis_cache_round_trips_float32_rows(redis_url: str) -> None:
 
 
 async def test_redis_cache_entries_expire(redis_url: str) -> None:
-    cache = RedisCache(
-        RedisCacheSettings(backend="redis", url=redis_url, ttl_s=0.1, prefix="t2"), Float32Codec()
-    )
+    cache = RedisCache(CacheSettings(backend="redis", url=redis_url, ttl_s=0.1, prefix="t2"), Float32Codec())
     await cache.set_many("v", [("a", np.ones(2, dtype=np.float32))])
     assert (await cache.get_many("v", ["a"]))[0] is not None
     await asyncio.sleep(0.25)
@@ -78,7 +76,7 @@ async def test_unreachable_redis_is_a_miss_not_an_error(tmp_path: Path) -> None:
     from serve_support import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"
-    cache = RedisCache(RedisCacheSettings(backend="redis", url=url, timeout_s=0.2), Float32Codec())
+    cache = RedisCache(CacheSettings(backend="redis", url=url, timeout_s=0.2), Float32Codec())
     await cache.set_many("v", [("a", np.ones(2, dtype=np.float32))])  # swallowed, logged
     assert await cache.get_many("v", ["a", "b"]) == [None, None]
     await cache.close()

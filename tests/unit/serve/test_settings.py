@@ -8,7 +8,7 @@ import pytest
 
 from miniml.errors import ConfigError
 from miniml.serve.server import curl_line, load_settings, with_demo_key
-from miniml.serve.settings import RedisCacheSettings, ServeSettings
+from miniml.serve.settings import ServeSettings
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -23,13 +23,13 @@ def test_precedence_file_env_set_flags(tmp_path: Path) -> None:
     assert s.batching.max_wait_ms == 3 and s.batching.max_batch_size == 8
 
 
-def test_cache_variant_from_env_and_relative_keys_file(tmp_path: Path) -> None:
+def test_cache_backend_from_env_and_relative_keys_file(tmp_path: Path) -> None:
     path = tmp_path / "conf" / "serve.yaml"
     path.parent.mkdir()
-    path.write_text("auth: {keys_file: keys.yaml}\n")
+    path.write_text("auth: {keys_file: keys.yaml}\ncache: {backend: memory, max_entries: 10}\n")
     env = {"MINIML_SERVE__CACHE__BACKEND": "redis", "MINIML_SERVE__CACHE__URL": "redis://10.0.0.1:6380/1"}
     s = load_settings(path, environ=env)
-    assert isinstance(s.cache, RedisCacheSettings) and s.cache.url.endswith(":6380/1")
+    assert s.cache.backend == "redis" and s.cache.url.endswith(":6380/1")
     assert s.auth.keys_file == path.parent / "keys.yaml"
 
 
