@@ -197,14 +197,17 @@ class Generator:
         return self._check_length(ids, truncate)
 
     def encode_chat(self, messages: list[dict[str, str]], *, truncate: bool = False) -> list[int]:
-        """Token ids for a conversation: the chat template when the model has one, else the last user turn."""
+        """Token ids for a conversation (see ``chat_prompt_ids``); over the cap it is cut or refused."""
+        return self._check_length(self.chat_prompt_ids(messages), truncate)
+
+    def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """A conversation's ids: the chat template when the model has one, else the last user turn."""
         if getattr(self.format, "use_chat_template", False):
-            ids = self.format.chat_prompt_ids(self.tokenizer, messages)  # type: ignore[union-attr]
-            return self._check_length(ids, truncate)
+            return self.format.chat_prompt_ids(self.tokenizer, messages)  # type: ignore[union-attr]
         users = [m["content"] for m in messages if m.get("role") == "user"]
         if not users:
             raise MinimlError("a chat needs at least one user message", hint='add {"role": "user", ...}')
-        return self.encode_prompt(users[-1], truncate=truncate)
+        return self.format.prompt_ids(self.tokenizer, users[-1])
 
     def _check_length(self, ids: list[int], truncate: bool) -> list[int]:
         if len(ids) <= self.max_prompt_tokens:
