@@ -206,3 +206,32 @@ def _trained(kind: str, lora: bool) -> tuple[Path, Path]:
     settings.lora.merge = True  # type: ignore[union-attr]
     write_model_folder(merged, loaded, fmt, settings, name=name, base_model=base)
     return merged, adapter_only
+
+
+@functools.cache
+def endless_folder() -> Path:
+    """An untrained tiny causal LM that never ends by itself (its end token is suppressed) and has room for
+    4,096 positions: a generation runs until its token cap or until it is cancelled."""
+    from miniml.tasks.causal_lm import load_for_training, make_format
+    from miniml.tasks.generative import write_model_folder
+
+    base = _root() / "base-endless"
+    build_tokenizer(base, _texts(), seq2seq=False)
+    config = GPT2Config(
+        vocab_size=len(PreTrainedTokenizerFast.from_pretrained(str(base))), n_embd=32, n_layer=2, n_head=4,
+        n_positions=4200, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
+    )  # fmt: skip
+    GPT2LMHeadModel(config).save_pretrained(str(base))
+    settings = settings_for("gpt2", base)
+    loaded = load_for_training(settings)
+    loaded.model.generation_config.suppress_tokens = [EOS]
+    folder = _root() / "model-endless"
+    write_model_folder(
+        folder,
+        loaded,
+        make_format(settings, loaded.tokenizer),
+        settings,
+        name="endless",
+        base_model=str(base),
+    )
+    return folder

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -74,6 +75,7 @@ class GenItem:
     sink: Callable[[str], None] | None = None  # called on the worker thread with each new text piece
     created: float = field(default_factory=time.monotonic)
     first_piece: float | None = None
+    generated: bool = False  # set by the worker: the result was computed, not read from the cache
 
 
 class ResultCodec:
@@ -126,6 +128,7 @@ class GenerationHandler:
         results: list[GenerationResult | None] = [None] * len(items)
         groups: dict[tuple[float, float, int], list[int]] = {}
         for i, item in enumerate(items):
+            item.generated = True
             groups.setdefault(item.params.sampling_key(), []).append(i)
         for rows in groups.values():
             batch = [items[i] for i in rows]
@@ -274,35 +277,56 @@ def encode_items(
 
 
 # ---------------------------------------------------------------- running
-async def infer_until_disconnect(
-    served: ServedModel, items: list[GenItem], request: Request
-) -> tuple[LoadedModel, list[GenerationResult]]:
-    """Cache + batcher for ``items``; a client that disconnects meanwhile cancels its rows (499)."""
+def start_job(
+    state: ServerState, name: str, served: ServedModel, items: list[GenItem]
+) -> asyncio.Future[Any]:
+    """Queue ``items`` (cache + batcher); when the job ends its tokens and first-token times are recorded,
+    also for a client that left (its rows were cancelled), and a failed job (timeout) stops its rows."""
     task = asyncio.ensure_future(served.infer(items))
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-            if done:
-                return task.result()
-            if await request.is_disconnected():
-                raise HTTPProblem(499, "client_closed_request", "the client disconnected; generation stopped")
-    finally:
-        if not task.done():
+    task.add_done_callback(functools.partial(_job_done, state, name, items))
+    return task
+
+
+def _job_done(state: ServerState, name: str, items: list[GenItem], task: asyncio.Future[Any]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        for item in items:  # e.g. the request timed out: the worker stops these rows at its next step
+            item.cancel.set()
+        return
+    _, outputs = task.result()
+    done = [(item, out) for item, out in zip(items, outputs, strict=True) if item.generated]  # not cache hits
+    state.metrics.observe_generation(
+        name,
+        sum(out.completion_tokens for _, out in done),
+        [item.first_piece - item.created for item, _ in done if item.first_piece is not None],
+    )
+
+
+async def infer_until_disconnect(
+    state: ServerState, name: str, served: ServedModel, items: list[GenItem], request: Request
+) -> tuple[LoadedModel, list[GenerationResult]]:
+    """The results of ``items``; a client that disconnects meanwhile cancels its rows (499)."""
+    task = start_job(state, name, served, items)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if done:
+            result: tuple[LoadedModel, list[GenerationResult]] = task.result()
+            return result
+        if await request.is_disconnected():
             for item in items:
                 item.cancel.set()
-            task.cancel()
+            raise HTTPProblem(499, "client_closed_request", "the client disconnected; generation stopped")
 
 
 class PieceStream:
     """The text pieces of ``items`` while their batch generates, in order; cancels them when dropped."""
 
-    def __init__(self, served: ServedModel, items: list[GenItem]) -> None:
+    def __init__(self, state: ServerState, name: str, served: ServedModel, items: list[GenItem]) -> None:
         self.items = items
         self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         for row, item in enumerate(items):
             item.sink = _threadsafe_put(loop, self.queue, row)
-        self.task = asyncio.ensure_future(served.infer(items))
+        self.task = start_job(state, name, served, items)
         self.getter: asyncio.Future[tuple[int, str]] = asyncio.ensure_future(self.queue.get())
 
     async def started(self) -> PieceStream:
@@ -325,22 +349,21 @@ class PieceStream:
                 while not self.queue.empty():  # pieces queued before the batch's result
                     yield self.queue.get_nowait()
                 return
-        finally:
+        finally:  # also when the client disconnected (the response task is cancelled)
             self.close()
 
     def _waits(self) -> set[asyncio.Future[Any]]:
         return {self.task, self.getter}
 
     def outcome(self) -> tuple[LoadedModel, list[GenerationResult]]:
-        return self.task.result()
+        result: tuple[LoadedModel, list[GenerationResult]] = self.task.result()
+        return result
 
     def close(self) -> None:
-        """Stop the rows (a no-op once they finished) and the waits; safe to call twice."""
+        """Stop the rows (a no-op once they finished); the job ends at the worker's next step."""
         for item in self.items:
             item.cancel.set()
         self.getter.cancel()
-        if not self.task.done():
-            self.task.cancel()
 
 
 def _threadsafe_put(
@@ -365,17 +388,6 @@ def error_event(err: BaseException) -> bytes:
         return sse({"error": {"code": err.code, "message": err.message, "status": err.status}}, "error")
     return sse(
         {"error": {"code": "internal_error", "message": "generation failed; it has been logged"}}, "error"
-    )
-
-
-def observe(
-    state: ServerState, name: str, items: Sequence[GenItem], outputs: Sequence[GenerationResult]
-) -> None:
-    """Tokens generated and time to first token, per model."""
-    state.metrics.observe_generation(
-        name,
-        sum(r.completion_tokens for r in outputs),
-        [item.first_piece - item.created for item in items if item.first_piece is not None],
     )
 
 
@@ -412,12 +424,11 @@ async def generate(name: str, request: Request, state: ServerState = Depends(get
         await state.spend(state.limiter.spend_chars(who, decoded.chars))
     _note(request, len(items))
     if req.stream:
-        stream = await PieceStream(served, items).started()
+        stream = await PieceStream(state, name, served, items).started()
         return StreamingResponse(
             native_events(state, name, stream), media_type="text/event-stream", headers=SSE_HEADERS
         )
-    model, outputs = await infer_until_disconnect(served, items, request)
-    observe(state, name, items, outputs)
+    model, outputs = await infer_until_disconnect(state, name, served, items, request)
     return Response(served.handler.encode_response(model, outputs, None), media_type=JSON)
 
 
@@ -430,7 +441,6 @@ async def native_events(state: ServerState, name: str, stream: PieceStream) -> A
     except Exception as err:
         yield error_event(err)
         return
-    observe(state, name, stream.items, outputs)
     for row, result in enumerate(outputs):
         yield sse({"index": row, "done": True, "version": model.version, **result_dict(result)})
     yield sse(b"[DONE]")

@@ -32,7 +32,6 @@ from miniml.serve.generate import (
     check_prompt,
     error_event,
     infer_until_disconnect,
-    observe,
     prompt_cap,
     require_generative,
     resolve_params,
@@ -163,11 +162,10 @@ async def completions(request: Request, state: ServerState = Depends(get_state))
         await state.spend(state.limiter.spend_chars(who, chars))
     head = envelope("text_completion", "cmpl", req.model)
     if req.stream:
-        stream = await PieceStream(served, items).started()
+        stream = await PieceStream(state, req.model, served, items).started()
         events = completion_events(state, req.model, head, stream)
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
-    _, outputs = await infer_until_disconnect(served, items, request)
-    observe(state, req.model, items, outputs)
+    _, outputs = await infer_until_disconnect(state, req.model, served, items, request)
     choices = [
         {"text": r.text, "index": i, "logprobs": None, "finish_reason": FINISH[r.finish_reason]}
         for i, r in enumerate(outputs)
@@ -187,7 +185,6 @@ async def completion_events(
     except Exception as err:
         yield error_event(err)
         return
-    observe(state, name, stream.items, outputs)
     for row, result in enumerate(outputs):
         choice = {"text": "", "index": row, "logprobs": None, "finish_reason": FINISH[result.finish_reason]}
         yield sse({**head, "choices": [choice], "usage": usage(outputs) if row == len(outputs) - 1 else None})
@@ -217,11 +214,10 @@ async def chat_completions(request: Request, state: ServerState = Depends(get_st
         await state.spend(state.limiter.spend_chars(who, chars))
     head = envelope("chat.completion.chunk" if req.stream else "chat.completion", "chatcmpl", req.model)
     if req.stream:
-        stream = await PieceStream(served, items).started()
+        stream = await PieceStream(state, req.model, served, items).started()
         events = chat_events(state, req.model, head, stream)
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
-    _, outputs = await infer_until_disconnect(served, items, request)
-    observe(state, req.model, items, outputs)
+    _, outputs = await infer_until_disconnect(state, req.model, served, items, request)
     result = outputs[0]
     choice = {
         "index": 0,
@@ -247,7 +243,6 @@ async def chat_events(
     except Exception as err:
         yield error_event(err)
         return
-    observe(state, name, stream.items, outputs)
     finish = FINISH[outputs[0].finish_reason]
     yield sse(
         {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "usage": usage(outputs)}
