@@ -290,6 +290,72 @@ def ui(
 
 
 # ---------------------------------------------------------------- serve (issue 4)
+KeysFileOption = Annotated[Path, typer.Option("--file", "-f", help="Keys file (YAML, or JSON by suffix).")]
+
+
+@app.command()
+def serve(
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(help="Model URIs: models:/NAME@ALIAS, models:/NAME/VERSION or a model folder."),
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="serve.yaml")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    set_: SetOption = None,
+    demo_key: Annotated[
+        bool, typer.Option("--demo-key", help="Create a key for this run, print it and a curl line.")
+    ] = False,
+) -> None:
+    """Serve models over HTTP: batching, cache, API keys, rate limits, metrics (see /docs)."""
+    from miniml.serve.server import load_settings, run
+
+    settings = load_settings(config, models=models or (), host=host, port=port, overrides=set_ or ())
+    run(settings, demo_key=demo_key)
+
+
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys (the file stores only hashes).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Key name (shown in logs and metrics).")],
+    file: KeysFileOption,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Allowed model (repeatable); default: all.")
+    ] = None,
+    requests: Annotated[str | None, typer.Option(help="Request budget, e.g. 100/second.")] = None,
+    chars: Annotated[str | None, typer.Option(help="Input-character budget, e.g. 1000000/minute.")] = None,
+) -> None:
+    """Create a key: prints it once; only its sha256 is written to the keys file."""
+    from miniml.serve.auth import add_key
+
+    key = add_key(file, name, models=model or ["*"], requests=requests, chars=chars)
+    typer.echo(key)
+    typer.echo(f"stored the hash of key {name!r} in {file}; the key is not shown again", err=True)
+
+
+@keys_app.command("list")
+def keys_list(file: KeysFileOption) -> None:
+    """List key names, allowed models and budgets (never the keys)."""
+    from miniml.serve.auth import read_keys_file
+
+    for r in read_keys_file(file):
+        budgets = ", ".join(f"{k}={v}" for k, v in (("requests", r.requests), ("chars", r.chars)) if v)
+        typer.echo(f"{r.name}\tmodels={','.join(r.models)}\t{budgets}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="Key name.")], file: KeysFileOption) -> None:
+    """Remove a key from the keys file (servers pick it up on restart)."""
+    from miniml.serve.auth import revoke_key
+
+    revoke_key(file, name)
+    typer.echo(f"revoked key {name!r}")
+
 
 # ---------------------------------------------------------------- optimize (issue 6)
 

@@ -1,0 +1,202 @@
+"""The request path every task shares: cache → batcher → cache, for each served model.
+
+:class:`ServedModel` holds the version being served (swapped atomically), its batcher and its cache.
+:class:`ModelSet` holds every served model and their alias followers, and starts and drains them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+from miniml.errors import ConfigError
+from miniml.serve.batching import Batcher, BatcherClosedError, BatchTimeoutError, QueueFullError
+from miniml.serve.cache import Cache, build_cache
+from miniml.serve.errors import QueueFull, RequestTimeout, Unavailable
+from miniml.serve.metrics import ServeMetrics
+from miniml.serve.runtime import (
+    AliasFollower,
+    LoadedModel,
+    inference_threads,
+    load_model,
+    pin_torch_threads,
+    resolve,
+)
+from miniml.serve.settings import ServeSettings
+from miniml.serve.tasks import TaskHandler, handler_for
+
+log = logging.getLogger("miniml.serve")
+
+
+class ServedModel:
+    """One model name: the version being served, its batcher and its cache."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        handler: TaskHandler[Any, Any],
+        settings: ServeSettings,
+        metrics: ServeMetrics,
+        *,
+        threads: int,
+    ) -> None:
+        self.name = model.name
+        self.handler = handler
+        self._current = model
+        self._metrics = metrics
+        self.cache: Cache[Any] | None = build_cache(settings.cache, handler.codec)
+        b = settings.batching
+        self.batcher: Batcher[Any, LoadedModel, Any] = Batcher(
+            self._run_batch,
+            name=self.name,
+            max_batch_size=b.max_batch_size,
+            max_wait_ms=b.max_wait_ms,
+            queue_size=b.queue_size,
+            timeout_s=b.request_timeout_s,
+            on_start=partial(pin_torch_threads, threads),
+            on_batch=self._observe_batch,
+        )
+        self._hits = metrics.cache_hits.labels(self.name)
+        self._misses = metrics.cache_misses.labels(self.name)
+        self._batch_size = metrics.batch_size.labels(self.name)
+        self._batch_seconds = metrics.batch_latency.labels(self.name)
+
+    @property
+    def current(self) -> LoadedModel:
+        """The version answering new batches."""
+        return self._current
+
+    @property
+    def pending(self) -> int:
+        return self.batcher.pending
+
+    def swap(self, model: LoadedModel) -> None:
+        """Serve ``model`` from the next batch on (a single reference assignment: atomic)."""
+        self._current = model
+        self._metrics.swaps.labels(self.name).inc()
+
+    def describe(self) -> dict[str, str]:
+        m = self._current
+        version = "" if m.version is None else str(m.version)
+        return {"version": version, "alias": m.alias or "", "task": m.task, "uri": m.uri}
+
+    async def infer(self, items: list[Any]) -> tuple[LoadedModel, list[Any]]:
+        """Outputs for ``items`` (cached ones from the cache) and the version that computed them."""
+        model = self._current
+        cache = self.cache
+        if cache is None:
+            return await self._submit(items)
+        keys = [self.handler.cache_key(x) for x in items]
+        outputs: list[Any] = [None] * len(items)
+        cacheable = [i for i, k in enumerate(keys) if k is not None]
+        if cacheable:
+            found = await cache.get_many(model.key, [keys[i] for i in cacheable])  # type: ignore[misc]
+            for i, value in zip(cacheable, found, strict=True):
+                outputs[i] = value
+        missing = [i for i, y in enumerate(outputs) if y is None]
+        hits = len(items) - len(missing)
+        self._hits.inc(hits)
+        self._misses.inc(len(cacheable) - hits)
+        if not missing:
+            return model, outputs
+        computed_by, fresh = await self._submit([items[i] for i in missing])
+        if hits and computed_by.key != model.key:  # swapped meanwhile: never mix two versions in one answer
+            computed_by, outputs = await self._submit(items)
+            missing = list(range(len(items)))
+        else:
+            for i, y in zip(missing, fresh, strict=True):
+                outputs[i] = y
+        entries = [(k, outputs[i]) for i in missing if (k := keys[i]) is not None]
+        if entries:
+            await cache.set_many(computed_by.key, entries)
+        return computed_by, outputs
+
+    async def _submit(self, items: list[Any]) -> tuple[LoadedModel, list[Any]]:
+        try:
+            return await self.batcher.submit(items)
+        except QueueFullError as err:
+            raise QueueFull(self.name, err.retry_after) from None
+        except BatcherClosedError:
+            raise Unavailable("the server is shutting down; retry on another replica") from None
+        except BatchTimeoutError:
+            raise RequestTimeout(self.batcher.timeout_s) from None
+
+    def _run_batch(self, items: list[Any]) -> tuple[LoadedModel, Any]:
+        model = self._current  # read once: the whole batch runs on one version
+        return model, self.handler.predict(model, items)
+
+    def _observe_batch(self, size: int, seconds: float) -> None:
+        self._batch_size.observe(size)
+        self._batch_seconds.observe(seconds)
+
+    async def close(self) -> None:
+        """Finish queued work, then release the cache."""
+        await self.batcher.close()
+        if self.cache is not None:
+            await self.cache.close()
+
+
+def load_models(settings: ServeSettings) -> list[tuple[LoadedModel, TaskHandler[Any, Any]]]:
+    """Resolve, load and warm up every configured model (blocking); fail early with a clear error."""
+    if not settings.models:
+        raise ConfigError("no model to serve", hint="pass a MODEL_URI or list `models:` in the serve config")
+    sources = [resolve(uri) for uri in settings.models]
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two model URIs resolve to the same name among {names}; serve each name once")
+    from miniml.modelfolder import read_info
+
+    handlers = [
+        handler_for(read_info(s.path).task, settings.batching) for s in sources
+    ]  # unsupported task: before loading
+    threads = inference_threads(settings.batching.threads, len(sources))
+    return [
+        (load_model(s, threads=threads, device=settings.device, warm_up=h.warm_up), h)
+        for s, h in zip(sources, handlers, strict=True)
+    ]
+
+
+class ModelSet:
+    """Every served model by name, with their alias followers."""
+
+    def __init__(self, settings: ServeSettings, metrics: ServeMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.models: dict[str, ServedModel] = {}
+        self._followers: list[asyncio.Task[None]] = []
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        return iter(list(self.models.values()))
+
+    def get(self, name: str) -> ServedModel | None:
+        return self.models.get(name)
+
+    async def start(self, loaded: list[tuple[LoadedModel, TaskHandler[Any, Any]]]) -> None:
+        """Start a batcher per model and a follower per aliased model (on the running loop)."""
+        threads = inference_threads(self.settings.batching.threads, len(loaded))
+        for model, handler in loaded:
+            served = ServedModel(model, handler, self.settings, self.metrics, threads=threads)
+            served.batcher.start()
+            self.models[model.name] = served
+            if model.alias and self.settings.follow_aliases:
+                follower = AliasFollower(
+                    served,
+                    interval_s=self.settings.alias_poll_s,
+                    threads=threads,
+                    device=self.settings.device,
+                    warm_up=handler.warm_up,
+                )
+                self._followers.append(asyncio.create_task(follower.run(), name=f"follow-{model.name}"))
+
+    async def stop(self) -> None:
+        """Stop following aliases, drain every batcher, close caches."""
+        for task in self._followers:
+            task.cancel()
+        for task in self._followers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(served.close() for served in self.models.values()))

@@ -1,0 +1,124 @@
+"""Per-key rate limits (requests and input characters per window) with the ``limits`` library.
+
+Budgets come from the key's record (``requests``, ``chars``) or the ``ratelimit`` defaults. Storage is
+``memory://`` (one server process) or ``redis://...`` (shared by replicas). The default strategy, a sliding
+window counter, costs O(1) per hit even for character budgets in the millions (a moving window would store
+one timestamp per character). If the storage fails the request is let through with a warning: a broken
+Redis must not take the API down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import limits
+import limits.storage
+from limits.aio import strategies
+from limits.aio.storage import Storage
+
+from miniml.serve.errors import HTTPProblem
+from miniml.serve.settings import ApiKeyRecord, RateLimitSettings
+
+log = logging.getLogger("miniml.serve")
+
+STRATEGIES: dict[str, type[strategies.RateLimiter]] = {
+    "fixed-window": strategies.FixedWindowRateLimiter,
+    "sliding-window-counter": strategies.SlidingWindowCounterRateLimiter,
+    "moving-window": strategies.MovingWindowRateLimiter,
+}
+
+
+class RateLimited(HTTPProblem):
+    """A key spent its budget (429 + Retry-After)."""
+
+    def __init__(self, who: str, budget: str, limit: limits.RateLimitItem, retry_after: int) -> None:
+        super().__init__(
+            429,
+            "rate_limited",
+            f"key {who!r} exceeded its {budget} budget of {limit}; retry after {retry_after}s",
+            headers={"Retry-After": str(retry_after)},
+            budget=budget,
+            limit=str(limit),
+            retry_after=retry_after,
+        )
+        self.who = who
+        self.budget = budget
+
+
+def parse_rate(text: str | None) -> limits.RateLimitItem | None:
+    return limits.parse(text) if text else None
+
+
+class RateLimiter:
+    """Checks and spends budgets; one instance per server."""
+
+    def __init__(self, settings: RateLimitSettings) -> None:
+        options = {"implementation": "redispy"} if settings.storage.startswith("redis") else {}
+        self.storage: Storage = limits.storage.storage_from_string(  # type: ignore[assignment]
+            "async+" + settings.storage, **options
+        )
+        self.strategy = STRATEGIES[settings.strategy](self.storage)
+        self.default_requests = parse_rate(settings.requests)
+        self.default_chars = parse_rate(settings.chars)
+        self._budgets: dict[str, tuple[limits.RateLimitItem | None, limits.RateLimitItem | None]] = {}
+        self._last_warning = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Whether any budget can apply (else the request path skips the limiter entirely)."""
+        return self.default_requests is not None or self.default_chars is not None or bool(self._budgets)
+
+    def register(self, records: list[ApiKeyRecord]) -> None:
+        """Remember the per-key budgets of the configured keys."""
+        for r in records:
+            self._budgets[r.name] = (
+                parse_rate(r.requests) or self.default_requests,
+                parse_rate(r.chars) or self.default_chars,
+            )
+
+    def budgets(self, who: str) -> tuple[limits.RateLimitItem | None, limits.RateLimitItem | None]:
+        """(requests, chars) budgets of a key name or anonymous client."""
+        return self._budgets.get(who) or (self.default_requests, self.default_chars)
+
+    async def spend_request(self, who: str) -> None:
+        """Count one request for ``who``; raise :class:`RateLimited` when over budget."""
+        item = self.budgets(who)[0]
+        if item is not None:
+            await self._spend(who, "requests", item, 1)
+
+    async def spend_chars(self, who: str, chars: int) -> None:
+        """Count ``chars`` input characters for ``who``; raise :class:`RateLimited` when over budget."""
+        item = self.budgets(who)[1]
+        if item is not None and chars > 0:
+            await self._spend(who, "chars", item, chars)
+
+    async def _spend(self, who: str, budget: str, item: limits.RateLimitItem, cost: int) -> None:
+        try:
+            allowed = await self.strategy.hit(item, "miniml", budget, who, cost=cost)
+            if allowed:
+                return
+            stats = await self.strategy.get_window_stats(item, "miniml", budget, who)
+        except Exception as err:  # storage down: let the request through, say so
+            self._warn(err)
+            return
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        if cost > item.amount:  # can never fit: waiting a window does not help
+            retry_after = item.get_expiry()
+        raise RateLimited(who, budget, item, retry_after)
+
+    async def close(self) -> None:
+        """Release the storage's connections and timers (``limits`` has no public close)."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
+        timer = getattr(self.storage, "timer", None)
+        if timer is not None and not timer.done():
+            timer.cancel()
+
+    def _warn(self, err: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning("rate-limit storage unavailable, not limiting: %s", err)

@@ -1,0 +1,118 @@
+"""Request and response bodies of the HTTP API, with examples for the OpenAPI page at /docs.
+
+``PredictRequest`` also validates every predict body (one ``model_validate_json`` pass in pydantic-core);
+responses on the hot path are written with orjson directly in these shapes rather than built as models.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PredictRequest(BaseModel):
+    """Texts to classify."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": ["Hej, hvordan har du det?", "Jag mår bra"], "top_k": 2}]},
+    )
+
+    inputs: list[str] = Field(min_length=1, description="texts to classify (limits.max_inputs at most)")
+    top_k: int = Field(
+        default=1, ge=1, le=1000, description="how many labels to return per input, best first"
+    )
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float = Field(description="probability of the label")
+
+
+class Prediction(BaseModel):
+    """The answer for one input."""
+
+    label: str = Field(description="the most probable label")
+    score: float = Field(description="its probability")
+    top_k: list[LabelScore] = Field(description="the top_k labels, best first")
+
+
+class PredictResponse(BaseModel):
+    """One prediction per input, in input order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "nordic-langid",
+                    "version": 3,
+                    "predictions": [
+                        {
+                            "label": "da",
+                            "score": 0.97,
+                            "top_k": [{"label": "da", "score": 0.97}, {"label": "nb", "score": 0.02}],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    model: str
+    version: int | None = Field(description="registry version that answered; null for a folder")
+    predictions: list[Prediction]
+
+
+class ModelCard(BaseModel):
+    """A served model."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: int | None
+    alias: str | None = Field(description="the alias being followed, if loaded by models:/NAME@ALIAS")
+    uri: str
+    task: str
+    labels: list[str]
+    loaded_at: str
+
+
+class ModelList(BaseModel):
+    models: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"], description="ready | loading | draining")
+    models: dict[str, int | None] = Field(description="served model → version")
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(examples=["too_many_inputs"])
+    message: str
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer (4xx, 5xx)."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        401: "missing or unknown API key",
+        403: "the key may not use this model",
+        404: "no such model",
+        413: "a size limit was exceeded (body bytes, inputs per request, characters per input)",
+        422: "malformed JSON or wrong types",
+        429: "rate limit exceeded (see Retry-After)",
+        503: "queue full, model loading or server draining (see Retry-After)",
+        504: "no result within the request timeout",
+    }.items()
+}

@@ -1,0 +1,185 @@
+"""Settings of ``miniml serve``: one validated schema, file < environment ``MINIML_SERVE__...`` < flags.
+
+Loaded with the helpers of :mod:`miniml.config` like every other step (so
+``MINIML_SERVE__BATCHING__MAX_WAIT_MS=5`` and ``--set batching.max_wait_ms=5`` work as for training), then
+handed to :func:`miniml.serve.app.create_app`. Nothing is read from the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from miniml.config import StepConfig
+
+
+def _check_rate(value: str) -> str:
+    """Validate a budget in the ``limits`` notation by parsing it with that library."""
+    import limits
+
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a rate; write e.g. '100/second' or '1000000 per minute'"
+        ) from None
+    return value
+
+
+RateString = Annotated[
+    str,
+    AfterValidator(_check_rate),
+    Field(description="limits notation, e.g. '100/second', '1000000 per minute'"),
+]
+
+
+class ServerSettings(StepConfig):
+    """The HTTP listener (one uvicorn worker: batching needs every request in one process)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    graceful_timeout_s: float = Field(default=30.0, gt=0, description="max time to drain in-flight requests")
+    keep_alive_s: float = Field(default=5.0, gt=0)
+    backlog: int = Field(default=2048, ge=1)
+    docs: bool = Field(default=True, description="serve OpenAPI at /docs and /openapi.json")
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's OpenTelemetry spans/metrics to the globally configured providers",
+    )
+
+
+class BatchingSettings(StepConfig):
+    """Dynamic batching: one queue and one inference thread per model."""
+
+    max_batch_size: int = Field(
+        default=64, ge=1, le=8192, description="max inputs merged into one forward pass"
+    )
+    max_wait_ms: float = Field(
+        default=2.0, ge=0, le=60_000, description="max time the oldest queued input waits for a batch to fill"
+    )
+    queue_size: int = Field(default=4096, ge=1, description="max inputs waiting per model; beyond it: 503")
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, description="max time a request waits for its result: 504"
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch threads per model worker; default: usable cores // number of models",
+    )
+    micro_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="run each batch as length-sorted chunks of this many inputs (transformers on CPU: less "
+        "padding); None: one forward pass per batch",
+    )
+
+
+class CacheSettings(StepConfig):
+    """Response cache. One flat section (not a union per backend) so that switching the backend from the
+    environment or ``--set`` keeps working when the file also sets another backend's keys."""
+
+    backend: Literal["memory", "redis", "none"] = "memory"
+    ttl_s: float = Field(default=3600.0, gt=0, description="time to live of an entry (memory and redis)")
+    max_entries: int = Field(default=100_000, ge=1, description="memory: LRU size")
+    url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="redis: server")
+    prefix: str = Field(default="miniml:cache", min_length=1, description="redis: key prefix")
+    timeout_s: float = Field(default=0.25, gt=0, description="redis: a slower answer counts as a miss")
+
+
+class ApiKeyRecord(BaseModel):
+    """One API key as stored: its sha256, never the key itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the key")
+    models: list[str] = Field(default_factory=lambda: ["*"], description="model names, or '*' for all")
+    requests: RateString | None = Field(
+        default=None, description="request budget, overrides ratelimit.requests"
+    )
+    chars: RateString | None = Field(
+        default=None, description="input-character budget, overrides ratelimit.chars"
+    )
+
+    def allows(self, model: str) -> bool:
+        """Whether this key may call ``model``."""
+        return "*" in self.models or model in self.models
+
+
+class AuthSettings(StepConfig):
+    """API keys: from ``keys_file`` and/or ``keys`` (env: MINIML_SERVE__AUTH__KEYS as a YAML/JSON list)."""
+
+    enabled: bool | None = Field(default=None, description="None: on when any key is configured")
+    keys_file: Path | None = None
+    keys: list[ApiKeyRecord] = Field(default_factory=list)
+    open_routes: list[str] = Field(
+        default_factory=lambda: ["/healthz", "/readyz", "/metrics"],
+        description="paths served without a key",
+    )
+
+
+class RateLimitSettings(StepConfig):
+    """Per-key budgets with the ``limits`` library."""
+
+    storage: str = Field(
+        default="memory://", pattern=r"^(memory|rediss?)://", description="memory:// or redis://..."
+    )
+    strategy: Literal["fixed-window", "sliding-window-counter", "moving-window"] = "sliding-window-counter"
+    requests: RateString | None = Field(default=None, description="default request budget per key")
+    chars: RateString | None = Field(default=None, description="default input-character budget per key")
+
+
+class RequestLimits(StepConfig):
+    """Size limits on every request: 413 for the body, 422 for inputs."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=64)
+    max_inputs: int = Field(default=64, ge=1, description="inputs per request")
+    max_chars: int = Field(default=10_000, ge=1, description="characters per input")
+
+
+class LogSettings(StepConfig):
+    """Structured JSON logs on stderr."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+    log_inputs: bool = Field(default=False, description="include the full input texts in access logs")
+
+
+class ServeSettings(StepConfig):
+    """Everything ``miniml serve`` needs; see each section."""
+
+    env_section = "serve"
+
+    models: list[str] = Field(default_factory=list, description="model URIs: models:/NAME@ALIAS, folders")
+    follow_aliases: bool = Field(
+        default=True, description="reload when a served alias moves to a new version"
+    )
+    alias_poll_s: float = Field(default=5.0, gt=0)
+    device: str | None = Field(
+        default=None, description="torch device, e.g. cuda:0; default: the predictor's"
+    )
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
+    batching: BatchingSettings = Field(default_factory=lambda: BatchingSettings())
+    cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
+    auth: AuthSettings = Field(default_factory=lambda: AuthSettings())
+    ratelimit: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())
+    limits: RequestLimits = Field(default_factory=lambda: RequestLimits())
+    logging: LogSettings = Field(default_factory=lambda: LogSettings())
+
+    @field_validator("models")
+    @classmethod
+    def _no_duplicate_uris(cls, uris: list[str]) -> list[str]:
+        if len(set(uris)) != len(uris):
+            raise ValueError("a model URI is listed twice; list each once")
+        return uris
+
+    @model_validator(mode="after")
+    def _queue_fits_a_request(self) -> ServeSettings:
+        if self.batching.queue_size < self.limits.max_inputs:
+            raise ValueError(
+                f"batching.queue_size ({self.batching.queue_size}) must be >= limits.max_inputs "
+                f"({self.limits.max_inputs}), or a full-size request could never be queued"
+            )
+        return self

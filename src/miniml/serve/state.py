@@ -1,0 +1,121 @@
+"""The server's state, built once per app: settings, keys, rate limiter, metrics, served models.
+
+Routes get it with ``Depends(get_state)``; tests can swap it with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.requests import Request
+
+from miniml.serve.auth import KeyStore, presented_key
+from miniml.serve.engine import ModelSet, ServedModel, load_models
+from miniml.serve.errors import HTTPProblem, Unavailable
+from miniml.serve.logs import AccessLog
+from miniml.serve.metrics import ServeMetrics
+from miniml.serve.ratelimit import RateLimited, RateLimiter
+from miniml.serve.runtime import LoadedModel
+from miniml.serve.settings import ApiKeyRecord, ServeSettings
+from miniml.serve.tasks import TaskHandler
+
+log = logging.getLogger("miniml.serve")
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="miniml"'}
+
+
+class ServerState:
+    """Everything a request needs; ``start``/``stop`` run in the app's lifespan."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        *,
+        preloaded: list[tuple[LoadedModel, TaskHandler[Any, Any]]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = ServeMetrics()
+        self.keys = KeyStore.from_settings(settings.auth)
+        self.limiter = RateLimiter(settings.ratelimit)
+        self.limiter.register(self.keys.records)
+        self.models = ModelSet(settings, self.metrics)
+        self.metrics.watch_runtime(lambda: self.models)
+        self.open_routes = frozenset(settings.auth.open_routes)
+        self.access_log = AccessLog(settings.logging.access_log)
+        self.status = "loading"
+        self._preloaded = preloaded
+        if not self.keys.enabled:
+            log.warning("API keys are off: every client may call every model (configure auth.keys_file)")
+
+    async def start(self) -> None:
+        """Load models (unless preloaded) off the event loop, start batchers and alias followers."""
+        loaded = self._preloaded
+        if loaded is None:
+            loaded = await asyncio.to_thread(load_models, self.settings)
+        self._preloaded = None
+        await self.models.start(loaded)
+        self.access_log.start()
+        self.status = "ready"
+
+    async def stop(self) -> None:
+        """Drain queued batches, stop followers, release connections."""
+        self.status = "draining"
+        await self.models.stop()
+        await self.limiter.close()
+        await self.access_log.stop()
+
+    def authenticate(self, request: Request) -> ApiKeyRecord | None:
+        """The caller's key record (None when keys are off); 401 without a valid key."""
+        if not self.keys.enabled:
+            return None
+        key = presented_key(request.headers)
+        if key is None:
+            raise HTTPProblem(
+                401,
+                "missing_api_key",
+                "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                headers=UNAUTHORIZED_HEADERS,
+            )
+        record = self.keys.authenticate(key)
+        if record is None:
+            raise HTTPProblem(
+                401, "invalid_api_key", "the API key is not valid", headers=UNAUTHORIZED_HEADERS
+            )
+        return record
+
+    async def admit(self, request: Request, name: str) -> tuple[ServedModel, str]:
+        """Auth (401), model lookup (404/503), access (403), request budget (429) → (model, caller)."""
+        record = self.authenticate(request)
+        served = self.models.get(name)
+        if served is None:
+            if self.status == "loading":
+                raise Unavailable("models are still loading; retry shortly")
+            raise HTTPProblem(
+                404, "model_not_found", f"no model named {name!r} is served; GET /v1/models lists them"
+            )
+        if record is not None and not record.allows(name):
+            raise HTTPProblem(403, "forbidden", f"key {record.name!r} may not use model {name!r}")
+        who = record.name if record is not None else f"ip:{request.client.host if request.client else '-'}"
+        info = request.scope.get("miniml")
+        if info is not None:
+            info["model"] = name
+            info["key"] = record.name if record is not None else None
+        if self.limiter.active:
+            await self.spend(self.limiter.spend_request(who))
+        return served, who
+
+    async def spend(self, spending: Any) -> None:
+        """Await a rate-limit spend, counting refusals."""
+        try:
+            await spending
+        except RateLimited as err:
+            key = "anonymous" if err.who.startswith("ip:") else err.who  # bounded label values
+            self.metrics.rate_limited.labels(key, err.budget).inc()
+            raise
+
+
+async def get_state(request: Request) -> ServerState:
+    """The app's :class:`ServerState` (a FastAPI dependency; async so FastAPI does not use a thread)."""
+    state: ServerState = request.app.state.miniml
+    return state

@@ -1,0 +1,89 @@
+"""Per-key budgets for requests and input characters, with Retry-After; memory and Redis storage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from miniml.serve.ratelimit import RateLimited, RateLimiter
+from miniml.serve.settings import ApiKeyRecord, RateLimitSettings
+from serve_support import redis_server
+
+pytestmark = pytest.mark.anyio
+SHA = "0" * 64
+
+
+async def test_request_budget_refuses_with_retry_after() -> None:
+    limiter = RateLimiter(RateLimitSettings(requests="3/minute"))
+    for _ in range(3):
+        await limiter.spend_request("alice")
+    with pytest.raises(RateLimited) as err:
+        await limiter.spend_request("alice")
+    assert err.value.status == 429 and err.value.budget == "requests"
+    assert 1 <= int(err.value.headers["Retry-After"]) <= 60
+    await limiter.spend_request("bob")  # budgets are per key
+    await limiter.close()
+
+
+async def test_char_budget_counts_characters_not_requests() -> None:
+    limiter = RateLimiter(RateLimitSettings(chars="100/minute"))
+    await limiter.spend_chars("alice", 60)
+    await limiter.spend_chars("alice", 40)
+    with pytest.raises(RateLimited) as err:
+        await limiter.spend_chars("alice", 1)
+    assert err.value.budget == "chars"
+    with pytest.raises(RateLimited) as too_big:  # larger than the whole window: Retry-After is the window
+        await limiter.spend_chars("carol", 500)
+    assert too_big.value.headers["Retry-After"] == "60"
+    await limiter.close()
+
+
+async def test_per_key_budgets_override_defaults() -> None:
+    limiter = RateLimiter(RateLimitSettings(requests="1/minute"))
+    limiter.register([ApiKeyRecord(name="vip", sha256=SHA, requests="5/minute")])
+    for _ in range(5):
+        await limiter.spend_request("vip")
+    await limiter.spend_request("other")
+    with pytest.raises(RateLimited):
+        await limiter.spend_request("other")
+    assert limiter.active
+    assert not RateLimiter(RateLimitSettings()).active
+    await limiter.close()
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "moving-window"])
+async def test_other_strategies(strategy: str) -> None:
+    limiter = RateLimiter(RateLimitSettings(requests="2/minute", strategy=strategy))  # type: ignore[arg-type]
+    await limiter.spend_request("k")
+    await limiter.spend_request("k")
+    with pytest.raises(RateLimited):
+        await limiter.spend_request("k")
+    await limiter.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+async def test_redis_storage_is_shared_between_limiters(redis_url: str) -> None:
+    settings = RateLimitSettings(storage=redis_url, requests="3/minute")
+    one, two = RateLimiter(settings), RateLimiter(settings)  # two replicas, one budget
+    await one.spend_request("shared")
+    await two.spend_request("shared")
+    await one.spend_request("shared")
+    with pytest.raises(RateLimited):
+        await two.spend_request("shared")
+    await one.close()
+    await two.close()
+
+
+async def test_unreachable_storage_lets_requests_through() -> None:
+    from serve_support import free_port
+
+    limiter = RateLimiter(RateLimitSettings(storage=f"redis://127.0.0.1:{free_port()}", requests="1/minute"))
+    await limiter.spend_request("k")
+    await limiter.spend_request("k")  # not limited: the storage is down, the API stays up
+    await limiter.close()
