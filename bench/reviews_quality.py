@@ -10,6 +10,7 @@ Needs the dataset prepared first: ``miniml data prepare examples/reviews/data.ya
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    logging.basicConfig(format="%(asctime)s %(message)s", level=logging.WARNING)
+    logging.getLogger("miniml.train").setLevel(logging.INFO)  # progress lines on stderr
     config = load_config(TrainConfig, args.config, args.overrides)
     from miniml.registry.environment import cpu_model
 

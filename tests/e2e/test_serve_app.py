@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from miniml.serve import ServeSettings, create_app
@@ -28,3 +29,20 @@ def test_state_dependency_can_be_overridden(toy_model: Path) -> None:
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 200  # the overriding state has no keys: auth is off
         assert client.get("/v1/models").json() == {"models": []}  # and it loaded nothing
+
+
+def test_a_bug_is_a_json_500_with_the_request_id(toy_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(ServeSettings(models=[str(toy_model)]))
+
+    def broken() -> ServerState:
+        raise RuntimeError("state went missing")
+
+    app.dependency_overrides[get_state] = broken
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/healthz")
+    assert r.status_code == 500
+    error = r.json()["error"]
+    assert error["code"] == "internal_error" and error["request_id"] == r.headers["x-request-id"]
+    assert "state went missing" not in r.text  # details go to the log, not to the client
+    logged = [r for r in caplog.records if getattr(r, "fields", {}).get("request_id") == error["request_id"]]
+    assert logged and logged[0].exc_info and "state went missing" in caplog.text

@@ -7,8 +7,9 @@ bad URI before binding the port); the lifespan's exit drains the batchers. Every
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,10 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniml import __version__
 from miniml.errors import MinimlError
-from miniml.serve.errors import HTTPProblem, problem_response
+from miniml.serve.errors import HTTPProblem, problem_body, problem_response
 from miniml.serve.generate import router as generate_router
 from miniml.serve.middleware import ObservabilityMiddleware
 from miniml.serve.openai_compat import router as openai_router
@@ -74,6 +76,30 @@ async def on_miniml_error(request: Request, exc: Exception) -> Response:
     return problem_response(HTTPProblem(400, "bad_request", str(exc)), request_id(request))
 
 
+async def on_internal_error(request: Request, exc: Exception) -> Response:
+    """A bug inside a FastAPI route: a JSON 500 (the observability layer logs it with the request id)."""
+    body = problem_body("internal_error", "internal server error; it has been logged", request_id(request))
+    return Response(body, status_code=500, media_type="application/json")
+
+
+class MinimlAPI(FastAPI):
+    """FastAPI with layers *outside* its own stack: the predict fast path then skips FastAPI's routing,
+    dependency solving and middleware layers entirely (the whole hot path is our code), while every other
+    route, the lifespan, OpenAPI and ``dependency_overrides`` work as in any FastAPI app."""
+
+    _outer: ASGIApp | None = None
+
+    def wrap_outside(self, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        """Put ``wrap(FastAPI's own handling)`` in front of every request."""
+        self._outer = wrap(partial(FastAPI.__call__, self))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._outer is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self._outer(scope, receive, send)
+
+
 def create_app(
     settings: ServeSettings,
     *,
@@ -91,7 +117,7 @@ def create_app(
             await state.stop()
 
     docs = settings.server.docs
-    app = FastAPI(
+    app = MinimlAPI(
         title="miniml",
         version=__version__,
         description=DESCRIPTION,
@@ -105,10 +131,12 @@ def create_app(
     app.include_router(router)
     app.include_router(generate_router)  # issue 5: /v1/models/{name}/generate
     app.include_router(openai_router)  # issue 5: /v1/completions, /v1/chat/completions
-    app.add_middleware(PredictFastPath, state=state)
-    app.add_middleware(
-        ObservabilityMiddleware, metrics=state.metrics, access_log=state.access_log
-    )  # added last: outermost
+    app.wrap_outside(
+        lambda inner: ObservabilityMiddleware(
+            PredictFastPath(inner, state=state), metrics=state.metrics, access_log=state.access_log
+        )
+    )
+    app.add_exception_handler(Exception, on_internal_error)
     app.add_exception_handler(HTTPProblem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

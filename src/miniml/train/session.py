@@ -84,6 +84,7 @@ class TrainingSession:
         self._check_metric()
         self.work_dir = paths.runs_dir() / config.model_name / config_fingerprint(config)
         self.checkpoint: Path | None = None
+        self.abandoned_run_id: str | None = None
         self.state = self._load_state() if resume else self._new_state()
 
     # ---------------------------------------------------------------- preparation
@@ -110,9 +111,9 @@ class TrainingSession:
             )
 
     def _new_state(self) -> RunState:
-        for old in self.work_dir.glob(
-            "checkpoint-*"
-        ):  # a fresh run never mixes with an old one's checkpoints
+        """A fresh run: an interrupted run of the same config is abandoned (its checkpoints removed)."""
+        self.abandoned_run_id = self._interrupted_run_id()
+        for old in self.work_dir.glob("checkpoint-*"):
             _remove(old)
         return RunState(
             model_name=self.config.model_name,
@@ -120,6 +121,13 @@ class TrainingSession:
             dataset={"name": self.dataset.name, "fingerprint": self.dataset.fingerprint},
             labels=self.labels,
         )
+
+    def _interrupted_run_id(self) -> str | None:
+        try:
+            old = RunState.model_validate_json((self.work_dir / STATE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return old.run_id if old.status == "running" else None
 
     def _load_state(self) -> RunState:
         file = self.work_dir / STATE_FILE
