@@ -127,3 +127,25 @@ def test_classification_folder_is_not_a_generator(tmp_path) -> None:  # type: ig
     write_info(tmp_path, ModelInfo(name="clf", task="classification", architecture="hf", labels=["a", "b"]))
     with pytest.raises(ModelError, match="classification model and cannot generate"):
         Generator.load(tmp_path)
+
+
+def test_chat_uses_the_template_or_the_last_user_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from miniml.tasks import causal_lm
+    from miniml.tasks.generative import write_model_folder
+
+    base = tg.build("gpt2", tmp_path / "chat-base", chat_template=tg.SIMPLE_CHAT_TEMPLATE)
+    settings = tg.settings_for("gpt2", base)
+    loaded = causal_lm.load_for_training(settings)
+    fmt = causal_lm.make_format(settings, loaded.tokenizer)
+    write_model_folder(tmp_path / "chat", loaded, fmt, settings, name="chat", base_model=str(base))
+    generator = Generator.load(tmp_path / "chat")
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "one two"}]
+    text = "<s>system: be brief</s><s>user: one two</s><s>assistant: "
+    assert (
+        generator.chat_prompt_ids(messages)
+        == generator.tokenizer(text, add_special_tokens=False)["input_ids"]
+    )
+    plain = Generator.load(tg.trained_folder("gpt2"))
+    assert plain.chat_prompt_ids(messages) == plain.encode_prompt("one two")
+    with pytest.raises(MinimlError, match="at least one user message"):
+        plain.chat_prompt_ids([{"role": "system", "content": "x"}])

@@ -425,14 +425,12 @@ async def generate(name: str, request: Request, state: ServerState = Depends(get
     _note(request, len(items))
     if req.stream:
         stream = await PieceStream(state, name, served, items).started()
-        return StreamingResponse(
-            native_events(state, name, stream), media_type="text/event-stream", headers=SSE_HEADERS
-        )
+        return StreamingResponse(native_events(stream), media_type="text/event-stream", headers=SSE_HEADERS)
     model, outputs = await infer_until_disconnect(state, name, served, items, request)
     return Response(served.handler.encode_response(model, outputs, None), media_type=JSON)
 
 
-async def native_events(state: ServerState, name: str, stream: PieceStream) -> AsyncIterator[bytes]:
+async def native_events(stream: PieceStream) -> AsyncIterator[bytes]:
     """SSE: ``{"index", "text"}`` per piece, ``{"index", "done", "finish_reason"}`` per row, ``[DONE]``."""
     async for row, piece in stream.pieces():
         yield sse({"index": row, "text": piece})

@@ -163,7 +163,7 @@ async def completions(request: Request, state: ServerState = Depends(get_state))
     head = envelope("text_completion", "cmpl", req.model)
     if req.stream:
         stream = await PieceStream(state, req.model, served, items).started()
-        events = completion_events(state, req.model, head, stream)
+        events = completion_events(head, stream)
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     _, outputs = await infer_until_disconnect(state, req.model, served, items, request)
     choices = [
@@ -173,9 +173,7 @@ async def completions(request: Request, state: ServerState = Depends(get_state))
     return _json({**head, "choices": choices, "usage": usage(outputs)})
 
 
-async def completion_events(
-    state: ServerState, name: str, head: dict[str, Any], stream: PieceStream
-) -> AsyncIterator[bytes]:
+async def completion_events(head: dict[str, Any], stream: PieceStream) -> AsyncIterator[bytes]:
     async for row, piece in stream.pieces():
         yield sse(
             {**head, "choices": [{"text": piece, "index": row, "logprobs": None, "finish_reason": None}]}
@@ -215,7 +213,7 @@ async def chat_completions(request: Request, state: ServerState = Depends(get_st
     head = envelope("chat.completion.chunk" if req.stream else "chat.completion", "chatcmpl", req.model)
     if req.stream:
         stream = await PieceStream(state, req.model, served, items).started()
-        events = chat_events(state, req.model, head, stream)
+        events = chat_events(head, stream)
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     _, outputs = await infer_until_disconnect(state, req.model, served, items, request)
     result = outputs[0]
@@ -227,9 +225,7 @@ async def chat_completions(request: Request, state: ServerState = Depends(get_st
     return _json({**head, "choices": [choice], "usage": usage(outputs)})
 
 
-async def chat_events(
-    state: ServerState, name: str, head: dict[str, Any], stream: PieceStream
-) -> AsyncIterator[bytes]:
+async def chat_events(head: dict[str, Any], stream: PieceStream) -> AsyncIterator[bytes]:
     yield sse(
         {
             **head,
