@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from miniml.errors import ConfigError, DataError
+from miniml.errors import ConfigError, DataError, MinimlError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +83,12 @@ def token_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) ->
 
 def rouge(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
     """Mean ROUGE-1/2/L F-measure (best reference per example), via ``rouge-score``."""
-    from rouge_score import rouge_scorer
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:
+        raise MinimlError(
+            "ROUGE needs the rouge-score package", hint="pip install 'miniml[generative]'"
+        ) from None
 
     _check_lengths(predictions, references)
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)

@@ -64,7 +64,12 @@ def apply_lora(
     model: nn.Module, settings: LoraSettings, task: PeftTask, modules_to_save: Sequence[str] = ()
 ) -> nn.Module:
     """Wrap ``model`` in a peft LoRA model: adapter weights and ``modules_to_save`` stay trainable."""
-    import peft
+    try:
+        import peft
+    except ImportError:
+        raise ConfigError(
+            "model.lora needs the peft package", hint="pip install 'miniml[generative]'"
+        ) from None
 
     check_target_modules(model, settings.target_modules)
     config = peft.LoraConfig(
