@@ -250,6 +250,20 @@ def load_saved(
     return loaded
 
 
+def merge_into_full_precision(folder: Path, fmt: Any) -> None:
+    """Save base + the adapter in ``folder/adapter`` merged, the base loaded unquantized.
+
+    Merging into 8-bit / 4-bit weights would round the update away and leave a folder only a GPU with
+    bitsandbytes can load; a full-precision merge serves anywhere.
+    """
+    from miniml.generation import task_module
+
+    base = task_module(fmt.task).load_base(fmt.source)
+    model: Any = adapters.merged(adapters.load_adapter(base.model, folder))
+    with quiet_transformers():
+        model.save_pretrained(str(folder))
+
+
 def write_model_folder(
     folder: Path,
     loaded: LoadedModel,
@@ -266,7 +280,12 @@ def write_model_folder(
     from miniml import __version__
 
     lora = settings.lora
-    summary = save_model(loaded, folder, merge=lora.merge if lora else True, generation=settings.generation)
+    merge = lora.merge if lora else True
+    quantized = quantization_config_active(getattr(loaded.model, "get_base_model", lambda: loaded.model)())
+    summary = save_model(loaded, folder, merge=merge and not quantized, generation=settings.generation)
+    if merge and quantized:  # QLoRA: fold the adapter into a full-precision copy of the base instead
+        merge_into_full_precision(folder, fmt)
+        summary["merged"] = True
     preprocessing = fmt.model_dump(mode="json")
     preprocessing["generation"] = settings.generation.model_dump(mode="json")
     lineage = dict(lineage or {})

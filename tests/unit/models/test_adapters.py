@@ -63,3 +63,21 @@ def test_lora_training_lowers_the_loss_and_leaves_base_weights_alone() -> None:
         for n, p in loaded.model.named_parameters()
     }
     assert all(torch.equal(before[n], after[n]) for n in before)
+
+
+def test_an_adapter_folder_can_be_merged_into_a_full_precision_base(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The path quantized (QLoRA) training takes: merge into an unquantized copy of the base, never into int8.
+    import shutil
+
+    from miniml.generation import parse_format
+    from miniml.tasks.generative import merge_into_full_precision
+
+    source = tg.trained_folder("gpt2", lora=True, merge=False)
+    folder = tmp_path / "model"
+    shutil.copytree(source, folder)
+    merge_into_full_precision(folder, parse_format(read_info(folder).preprocessing))
+    assert (folder / "model.safetensors").is_file()
+    merged = Generator.load(folder)
+    assert not type(merged.model).__name__.startswith("Peft")
+    params = GenerationParams(max_new_tokens=6)
+    assert merged.generate(PROMPTS, params) == Generator.load(source).generate(PROMPTS, params)
