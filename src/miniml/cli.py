@@ -129,7 +129,8 @@ def train_cmd(
     from miniml.config import load_config
     from miniml.train import TrainConfig, train
 
-    hf_logging.set_verbosity_error()  # the progress bar and the summary below say what matters
+    hf_logging.set_verbosity_error()  # our progress bar and the summary below say what matters
+    hf_logging.disable_progress_bar()
     result = train(load_config(TrainConfig, config, set_ or []), resume=resume)
     version = f"version {result.model_version}" if result.model_version is not None else "not registered"
     figures = " · ".join(
@@ -357,6 +358,39 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="Key name.")], file: Ke
 
 
 # ---------------------------------------------------------------- optimize (issue 6)
+
+
+@app.command()
+def optimize(
+    model_uri: Annotated[
+        str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder.")
+    ],
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Export to ONNX (served through onnxruntime).")
+    ] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="int8 quantization (dynamic; static with --calibration).")
+    ] = False,
+    prune: Annotated[
+        float | None, typer.Option("--prune", help="Prune this fraction of weights, 0 < p < 1.")
+    ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option("--calibration", help="Dataset whose validation split calibrates static int8."),
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset to compare quality on.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Register even if quality dropped too much.")
+    ] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML optimize config.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Optimize a model (ONNX, int8, pruning), compare it with its parent and register it as a new version."""
+    from miniml.optimize.cli import run_optimize
+
+    flags = {"onnx": onnx, "int8": int8, "prune": prune, "calibration": calibration, "dataset": dataset}
+    run_optimize(model_uri, config, overrides or [], flags, force=force)
+
 
 # ---------------------------------------------------------------- pipeline
 

@@ -55,8 +55,13 @@ class TorchPredictor:
         self.path = Path(path)
         self.info = loaded.info
         self.featurizer = loaded.featurizer
+        module = loaded.module
+        if (self.info.model_extra or {}).get("quantization"):  # written by `miniml optimize --int8`
+            from miniml.optimize.quantize import apply_saved_quantization
+
+            module, device = apply_saved_quantization(module, self.info), "cpu"  # int8 kernels: CPU only
         self.device = torch.device(device)
-        self.module = loaded.module.to(self.device)
+        self.module = module.to(self.device)
         self._lock = threading.Lock()  # modules and tokenizers are not re-entrant
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -84,6 +89,8 @@ def load_predictor(path: Path, *, threads: int | None = None, device: str | None
         raise ModelError(
             f"model {info.name} is a {info.task} model; load_predictor serves classification models",
         )
+    if info.runtime == "onnx":
+        import miniml.optimize.onnx_runtime  # noqa: F401  (registers the onnx runtime)
     if info.runtime not in _RUNTIMES:
         raise ModelError(
             f"model {info.name} needs runtime {info.runtime!r}", hint=f"known: {sorted(_RUNTIMES)}"

@@ -20,8 +20,6 @@ from registry_support import seed_embedded_store, shared_blank_store
 from miniml.data.dataset import Dataset, write_dataset
 from miniml.registry import promote, store
 
-pytest.importorskip("miniml.train.run", reason="needs the training engine (branch train, issue 3)")
-
 WORDS = {
     "da": "hej med dig hvordan går det godt jeg er glad i dag hvad siger du".split(),  # noqa: SIM905
     "sv": "jag heter anna och bor i stockholm det är bra idag vad säger du".split(),  # noqa: SIM905

@@ -72,6 +72,6 @@ def load_featurizer(folder: Path, preprocessing: dict[str, Any]) -> Featurizer:
 
 
 def normalize_text(text: str, *, lowercase: bool = False) -> str:
-    """NFC-normalize, collapse whitespace runs to one space, optionally lower-case."""
-    text = " ".join(unicodedata.normalize("NFC", text).split())
+    """Collapse whitespace runs to one space (trimmed), NFC-normalize, optionally lower-case."""
+    text = unicodedata.normalize("NFC", " ".join(text.split()))
     return text.lower() if lowercase else text

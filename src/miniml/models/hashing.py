@@ -2,30 +2,37 @@
 
 Hand-written because speed is the point (the nordic-langid target is ≤ 30 µs per sentence on one core,
 featurization included) and no library does this batched: fastText hashes per word in C++, scikit-learn's
-HashingVectorizer loops in Python per document and uses salted-free MurmurHash on str objects.
+HashingVectorizer loops in Python per document.
 
-How (all vectorized over the batch, no Python loop over n-grams):
+The features of one text (all vectorized over the batch, no Python loop over n-grams):
 
-1. Each text is normalized (NFC, whitespace collapsed, lower-cased, truncated to ``max_chars``) and framed by
-   spaces, which act as word-boundary markers: ``" hej med dig "``. The batch is joined into one string and
-   viewed as a uint32 codepoint array ``c`` with a segment id per position.
-2. Polynomial hash of any substring ``c[s:e]`` is ``sum_j c[j] * P**(e-1-j) mod 2**64``. With odd ``P`` (the
-   64-bit FNV prime) it has an inverse mod 2**64, so with the prefix sums ``S[k] = sum_{j<k} c[j] * Pinv**j``
-   every substring hash is ``P**(e-1) * (S[e] - S[s])``: one multiply per n-gram, independent of where the
-   text sits in the batch (so batch featurization equals per-sentence featurization exactly).
-3. Char n-grams of each length n in ``[char_min, char_max]`` are all windows ``[i, i+n)`` whose first and last
-   positions lie in the same text. Word unigrams / bigrams are the substrings between spaces.
-4. Each hash is salted by its kind (n for char n-grams, 100+k for word k-grams), mixed with the
-   splitmix64 multipliers and mapped to ``[0, buckets)`` by Lemire's multiply-shift on its high 32 bits.
-   uint64 arithmetic wraps, which is the intended mod 2**64.
+1. Normalize: whitespace collapsed and trimmed, NFC, lower-cased (``lowercase``), cut to ``max_chars``.
+2. Frame: ``S = char_max - 1`` sentinels (codepoint 0x110000, which no text can hold), a space, the text,
+   a space: ``"∅∅∅∅ hej med dig "``. Spaces mark word boundaries; sentinels mark the text's start and end
+   (like fastText's ``<`` ``>``).
+3. Char n-grams: for every position of the framed text and every n in ``[char_min, char_max]``, the n
+   characters starting there (past the end, the text is followed by S more sentinels). Word k-grams (k ≤
+   ``word_ngrams``): runs of non-space characters, joined by single spaces.
+4. Hash: the polynomial ``h = sum_j c[j] * P**(len-1-j) mod 2**64`` over the codepoints (P = the 64-bit FNV
+   prime), times an odd multiplier per kind (``MIX ^ (kind * GOLDEN) | 1``, kind = n for char n-grams,
+   100+k for word k-grams); the bucket is the high bits: ``((x >> 32) * buckets) >> 32`` (Lemire's
+   multiply-shift; for a power-of-two ``buckets`` exactly ``x >> (64 - log2 buckets)``). uint64 wraps: that
+   is the intended mod 2**64.
+
+How it runs batched: the framed texts are joined (each text's S leading sentinels also end the text before
+it) into one codepoint array. With odd P invertible mod 2**64 and prefix sums ``S[k] = sum_{j<k} c[j] *
+Pinv**j``, every substring hash is ``P**(e-1) * (S[e] - S[s])`` — one multiply-subtract per n-gram, the same
+wherever the text sits in the batch. A window of at most ``char_max`` characters never spans two texts, so
+the (position, n) hash matrix needs no mask, and reading it row by row groups the ids by text.
 
 The hash is fixed and documented here (not Python's salted ``hash``), so ids are stable across processes,
-machines and versions of Python.
+machines and Python versions; ``HASH_VERSION`` changes whenever they would.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,32 +40,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from miniml.errors import ModelError
 from miniml.io import atomic_write_json
-from miniml.models.featurizer import FEATURIZER_FILE, normalize_text, register_featurizer
+from miniml.models.featurizer import FEATURIZER_FILE, register_featurizer
 
-HASH_VERSION = 1
+HASH_VERSION = 2  # bump when ids change: models trained with another version must be retrained
 _P = 0x100000001B3  # 64-bit FNV prime; odd, so invertible modulo 2**64
 _P_INV = pow(_P, -1, 2**64)
 _GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+_MIX = 0xBF58476D1CE4E5B9  # splitmix64's first multiplier
 _SPACE = 32
+_SENTINEL = 0x110000  # one past the last Unicode codepoint: no text contains it
 
 
-def _salts(salts: Sequence[int]) -> np.ndarray:
-    """Per-kind salts ``salt * golden mod 2**64`` as a uint64 array (Python ints: no overflow warnings)."""
-    return np.array([(s * _GOLDEN) % 2**64 for s in salts], dtype=np.uint64)
+def multipliers(kinds: Sequence[int]) -> np.ndarray:
+    """The odd multiplier of each feature kind, ``MIX ^ (kind * GOLDEN mod 2**64) | 1``, as uint64."""
+    return np.array([(_MIX ^ ((k * _GOLDEN) % 2**64)) | 1 for k in kinds], dtype=np.uint64)
 
 
-def _mix_to_buckets(x: np.ndarray, buckets: int) -> np.ndarray:
-    """Mix salted hashes (multiply rounds of the splitmix64 finalizer) and map them to ``[0, buckets)``.
-
-    The range reduction is Lemire's multiply-shift on the high 32 bits (no division, any bucket count).
-    """
-    x = x * _MIX1
-    x ^= x >> np.uint64(29)
-    x *= _MIX2
-    return (((x >> np.uint64(32)) * np.uint64(buckets)) >> np.uint64(32)).astype(np.int64)
+def to_buckets(hashes: np.ndarray, mult: np.ndarray, buckets: int) -> np.ndarray:
+    """``[0, buckets)`` ids from the high bits of ``hashes * mult`` (see the module docstring), int64."""
+    x = hashes * mult
+    if buckets > 1 and buckets & (buckets - 1) == 0:
+        x >>= np.uint64(65 - buckets.bit_length())
+    else:
+        x >>= np.uint64(32)
+        x *= np.uint64(buckets)
+        x >>= np.uint64(32)
+    return x.astype(np.int64)
 
 
 class _Substrings:
@@ -94,34 +103,42 @@ class HashingFeaturizer:
         self.word_ngrams = int(word_ngrams)
         self.lowercase = lowercase
         self.max_chars = int(max_chars)
-        kinds = [*range(self.char_min, self.char_max + 1), *range(101, 101 + self.word_ngrams)]
-        self._salts = _salts(kinds)[None, :]  # (1, kinds): char n-grams salted by n, word k-grams by 100+k
+        self._char_mult = multipliers(range(self.char_min, self.char_max + 1))[None, :]  # (1, n sizes)
+        self._word_mult = multipliers(range(101, 101 + self.word_ngrams))
         self._pow_cache: tuple[np.ndarray, np.ndarray] = (np.ones(1, dtype=np.uint64),) * 2
 
     # ---------------------------------------------------------------- batch featurization
     def ids_and_offsets(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """All texts at once → (flat bucket ids grouped by text, start offset of each text), int64.
 
-        Every n-gram is a cell of one (position, kind) matrix: row = where it starts, column = char n-gram
-        length or word k-gram order. Reading the valid cells row by row groups them by text with no sort.
+        Each text's block holds its char n-grams (by position, then n) followed by its word k-grams.
         """
-        framed = [" " + normalize_text(t, lowercase=self.lowercase)[: self.max_chars] + " " for t in texts]
-        codes = np.frombuffer("".join(framed).encode("utf-32-le"), dtype=np.uint32)
-        lengths = np.fromiter((len(f) for f in framed), dtype=np.int64, count=len(framed))
-        seg = np.repeat(np.arange(len(framed), dtype=np.int64), lengths)
-        sizes = range(self.char_min, self.char_max + 1)
-        hashes = np.zeros((len(codes), len(sizes) + self.word_ngrams), dtype=np.uint64)  # (L, kinds)
-        valid = np.zeros(hashes.shape, dtype=bool)
+        parts = self._normalize(texts)
+        pad = self.char_max - 1
+        frame = "\x00" * pad
+        joined = frame + "".join([f" {p} {frame}" for p in parts])
+        raw = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        codes = np.where(raw == 0, np.uint32(_SENTINEL), raw)  # NULs (texts have none left) → sentinel
+        rows = np.fromiter((len(p) + 2 + pad for p in parts), dtype=np.int64, count=len(parts))  # per text
         subs = _Substrings(codes, self._powers(len(codes)))
-        self._char_ngrams(codes, seg, subs, hashes[:, : len(sizes)], valid[:, : len(sizes)])
-        self._word_ngrams(codes, seg, subs, hashes[:, len(sizes) :], valid[:, len(sizes) :])
-        ids = _mix_to_buckets((hashes + self._salts)[valid], self.buckets)
-        text_starts = np.zeros(len(framed), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=text_starts[1:])
-        counts = np.add.reduceat(valid.sum(axis=1), text_starts) if len(framed) else text_starts
-        offsets = np.zeros(len(framed), dtype=np.int64)
-        np.cumsum(counts[:-1], out=offsets[1:])
-        return ids, offsets
+        char_ids = self._char_ngrams(subs, int(rows.sum()))  # (positions, n sizes)
+        word_ids, word_counts = self._word_ngrams(codes, subs, rows)
+        return self._merge(char_ids, rows, word_ids, word_counts)
+
+    def _normalize(self, texts: Sequence[str]) -> list[str]:
+        """``normalize_text`` of each text, cut to ``max_chars``; NFC and lower-case run once per batch.
+
+        NUL (which texts may not contain: it becomes a space) is a starter no composition crosses and is not
+        cased, so normalizing the NUL-joined batch equals normalizing each text alone.
+        """
+        if not texts:
+            return []
+        texts = [t.replace("\x00", " ") if "\x00" in t else t for t in texts]
+        joined = unicodedata.normalize("NFC", "\x00".join([" ".join(t.split()) for t in texts]))
+        parts = (joined.lower() if self.lowercase else joined).split("\x00")
+        if any(len(p) > self.max_chars for p in parts):
+            parts = [p[: self.max_chars] for p in parts]
+        return parts
 
     def _powers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``P**k`` and ``Pinv**k`` for k ≤ n, grown on demand and cached (read-only, so thread-safe)."""
@@ -135,35 +152,54 @@ class HashingFeaturizer:
             cached = self._pow_cache = (pows, inv)
         return cached
 
-    def _char_ngrams(
-        self, codes: np.ndarray, seg: np.ndarray, subs: _Substrings, hashes: np.ndarray, valid: np.ndarray
-    ) -> None:
-        """Fill column k with hashes of the char n-grams of length ``char_min + k`` starting at each row."""
-        total = len(codes)
-        for k, n in enumerate(range(self.char_min, self.char_max + 1)):
-            m = total - n + 1  # windows [i, i+n) for i < m
-            if m <= 0:
-                break
-            hashes[:m, k] = subs.pows[n - 1 : total] * (subs.prefix[n : total + 1] - subs.prefix[:m])
-            valid[:m, k] = seg[:m] == seg[n - 1 :]  # the window stays inside one text
-        if self.char_min == 1:  # a lone boundary space says nothing
-            valid[:, 0] &= codes != _SPACE
+    def _char_ngrams(self, subs: _Substrings, positions: int) -> np.ndarray:
+        """(positions, n sizes) bucket ids: row i holds the n-grams starting at position i."""
+        sizes = range(self.char_min, self.char_max + 1)
+        hashes = np.empty((positions, len(sizes)), dtype=np.uint64)
+        for k, n in enumerate(sizes):  # windows [i, i + n); the last ends inside the final sentinels
+            hashes[:, k] = subs.pows[n - 1 : positions + n - 1] * (
+                subs.prefix[n : positions + n] - subs.prefix[:positions]
+            )
+        return to_buckets(hashes, self._char_mult, self.buckets)
 
     def _word_ngrams(
-        self, codes: np.ndarray, seg: np.ndarray, subs: _Substrings, hashes: np.ndarray, valid: np.ndarray
-    ) -> None:
-        """Fill column k-1 with hashes of the word k-grams starting at each word-start row."""
-        is_space = codes == _SPACE
-        # every framed text starts and ends with a space, so words never cross texts
-        starts = np.flatnonzero(~is_space[1:] & is_space[:-1]) + 1
-        ends = np.flatnonzero(~is_space[:-1] & is_space[1:]) + 1
+        self, codes: np.ndarray, subs: _Substrings, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Word k-gram ids grouped by text (by position, then k), and how many each text has."""
+        boundary = (codes == _SPACE) | (codes == _SENTINEL)
+        starts = np.flatnonzero(~boundary[1:] & boundary[:-1]) + 1  # words never touch a text's edge
+        ends = np.flatnonzero(~boundary[:-1] & boundary[1:]) + 1
+        owner = np.searchsorted(np.cumsum(rows), starts, side="right")  # text t owns [cum[t-1], cum[t])
+        hashes = np.empty((len(starts), max(self.word_ngrams, 1)), dtype=np.uint64)
+        valid = np.zeros(hashes.shape, dtype=bool)
         for k in range(1, self.word_ngrams + 1):
             m = len(starts) - k + 1
-            if m <= 0:
-                break
-            first, last = starts[:m], ends[k - 1 :]
-            hashes[first, k - 1] = subs.hash(first, last)
-            valid[first, k - 1] = seg[first] == seg[last - 1]
+            if m > 0:
+                hashes[:m, k - 1] = subs.hash(starts[:m], ends[k - 1 :])
+                valid[:m, k - 1] = owner[:m] == owner[k - 1 :]
+        ids = to_buckets(hashes[:, : self.word_ngrams], self._word_mult[None, :], self.buckets)
+        mask = valid[:, : self.word_ngrams]
+        per_text = np.bincount(owner, weights=mask.sum(axis=1), minlength=len(rows)).astype(np.int64)
+        return ids[mask], per_text
+
+    def _merge(
+        self, char_ids: np.ndarray, rows: np.ndarray, word_ids: np.ndarray, word_counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One flat id array with each text's char block then word block, and the text offsets."""
+        char_counts = rows * char_ids.shape[1]
+        counts = char_counts + word_counts
+        offsets = np.zeros(len(rows), dtype=np.int64)
+        np.cumsum(counts[:-1], out=offsets[1:])
+        if not self.word_ngrams:
+            return char_ids.reshape(-1), offsets
+        chars, words = char_ids.reshape(-1), word_ids
+        c_end, w_end = np.cumsum(char_counts).tolist(), np.cumsum(word_counts).tolist()
+        pieces: list[np.ndarray] = []
+        c0 = w0 = 0
+        for c1, w1 in zip(c_end, w_end, strict=True):  # per text, not per n-gram: two views each
+            pieces += (chars[c0:c1], words[w0:w1])
+            c0, w0 = c1, w1
+        return (np.concatenate(pieces) if pieces else chars), offsets
 
     # ---------------------------------------------------------------- Featurizer protocol
     def encode(self, texts: Sequence[str]) -> list[dict[str, Any]]:
@@ -204,6 +240,12 @@ def load_hashing(folder: Path, preprocessing: dict[str, Any]) -> HashingFeaturiz
     """Rebuild a HashingFeaturizer from ``featurizer.json`` (falling back to ``miniml.json`` settings)."""
     file = Path(folder) / FEATURIZER_FILE
     settings = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else preprocessing
+    if settings.get("hash_version") != HASH_VERSION:
+        raise ModelError(
+            f"model folder {folder} was featurized with hash version {settings.get('hash_version')}, "
+            f"this miniml computes version {HASH_VERSION}",
+            hint="retrain the model with this miniml version",
+        )
     return HashingFeaturizer(
         buckets=settings["buckets"],
         char_ngrams=tuple(settings["char_ngrams"]),

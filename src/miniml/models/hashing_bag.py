@@ -32,6 +32,10 @@ class HashingBagSpec(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lowercase: bool = True
     max_chars: int = Field(1000, ge=1, description="characters per text kept (longer texts are truncated)")
+    sparse: bool = Field(
+        False,
+        description="sparse embedding gradients: only rows a batch uses are updated (needs sgd or adagrad)",
+    )
 
     @model_validator(mode="after")
     def _check_ngrams(self) -> HashingBagSpec:
@@ -55,10 +59,16 @@ class HashingBag(nn.Module):
     """EmbeddingBag(mean) over n-gram ids → [hidden] → logits."""
 
     def __init__(
-        self, buckets: int, dim: int, num_labels: int, hidden: int = 0, dropout: float = 0.0
+        self,
+        buckets: int,
+        dim: int,
+        num_labels: int,
+        hidden: int = 0,
+        dropout: float = 0.0,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
-        self.embedding = nn.EmbeddingBag(buckets, dim, mode="mean")
+        self.embedding = nn.EmbeddingBag(buckets, dim, mode="mean", sparse=sparse)
         nn.init.uniform_(self.embedding.weight, -1.0 / dim, 1.0 / dim)  # fastText's init
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         if hidden:
@@ -78,4 +88,4 @@ def hashing_bag(
     spec: HashingBagSpec, labels: list[str], featurizer: HashingFeaturizer, *, source: Path | None = None
 ) -> HashingBag:
     """Build an untrained hashing_bag model over ``labels``."""
-    return HashingBag(spec.buckets, spec.dim, len(labels), spec.hidden, spec.dropout)
+    return HashingBag(spec.buckets, spec.dim, len(labels), spec.hidden, spec.dropout, spec.sparse)

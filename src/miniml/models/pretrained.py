@@ -201,7 +201,10 @@ def pretrained(
     if spec.pooling == "cls":
         if source is not None:
             return AutoModelForSequenceClassification.from_config(config)
-        return _load_hf(AutoModelForSequenceClassification, where, config=config)
+        # a head for other (generic) labels is replaced; named labels were checked by check_labels
+        return _load_hf(
+            AutoModelForSequenceClassification, where, config=config, ignore_mismatched_sizes=True
+        )
     dropout = spec.dropout if spec.dropout is not None else float(getattr(config, "hidden_dropout_prob", 0.1))
     encoder = (
         AutoModel.from_config(config) if source is not None else _load_hf(AutoModel, where, config=config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -22,9 +23,15 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from miniml.train.checkpoints import seal_checkpoint
 
+log = logging.getLogger("miniml.train")
+
 
 class RichProgress(TrainerCallback):
-    """Steps done / total, loss and examples per second; silent when stderr is not a terminal."""
+    """Steps done / total, loss and examples per second on a terminal.
+
+    Off a terminal the bar is silent; the same figures go to the ``miniml.train`` logger (INFO) at each
+    logging step, for whoever configured logging (CI logs, background jobs).
+    """
 
     def __init__(self, examples_per_step: int) -> None:
         self.examples_per_step = examples_per_step
@@ -70,6 +77,10 @@ class RichProgress(TrainerCallback):
         logs = kw.get("logs") or {}
         if "loss" in logs:
             self.loss = float(logs["loss"])
+        seconds = max(time.perf_counter() - self.start[0], 1e-9)
+        rate = (state.global_step - self.start[1]) * self.examples_per_step / seconds
+        shown = {k: round(float(v), 4) for k, v in logs.items() if isinstance(v, int | float)}
+        log.info("step %d/%d · %.1f ex/s · %s", state.global_step, state.max_steps, rate, shown)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any

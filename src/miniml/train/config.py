@@ -77,6 +77,10 @@ class TrainConfig(StepConfig):
             raise ValueError(
                 "checkpoint_steps must be a multiple of eval_steps (the best one is picked at evaluations)"
             )
+        if getattr(self.model, "sparse", False) and self.optimizer == "adamw":
+            raise ValueError(
+                "model.sparse needs optimizer sgd or adagrad (AdamW cannot take sparse gradients)"
+            )
         return self
 
     @property

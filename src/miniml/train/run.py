@@ -6,6 +6,7 @@ state). The model is registered only after training, the test evaluation and the
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     from miniml.registry.tracking import RunTracker
 
     session = TrainingSession(config, resume=resume)
+    if session.abandoned_run_id:
+        _mark_killed(session.abandoned_run_id, config.tracking_uri)
     tracker_args = {"run_id": session.state.run_id, "tracking_uri": config.tracking_uri}
     with RunTracker(config.experiment_name, run_name=config.model_name, **tracker_args) as tracker:
         if not resume:
@@ -76,3 +79,13 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         metrics=outcome.metrics,
         report_dir=outcome.report_dir,
     )
+
+
+def _mark_killed(run_id: str, tracking_uri: str | None) -> None:
+    """End the MLflow run of an interrupted run that a fresh run replaces (it would stay RUNNING forever)."""
+    from miniml.errors import MinimlError
+    from miniml.registry.backend import call, get_client
+
+    client = get_client(tracking_uri)
+    with contextlib.suppress(MinimlError):  # the old run may be gone, or live in another store
+        call(f"cannot end MLflow run {run_id}", client.set_terminated, run_id, status="KILLED")

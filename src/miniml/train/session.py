@@ -21,7 +21,7 @@ from transformers import TrainerCallback, set_seed
 
 from miniml import __version__, paths
 from miniml.data.dataset import Dataset, fingerprint_of, open_dataset
-from miniml.errors import DataError, ModelError
+from miniml.errors import ConfigError, DataError, ModelError
 from miniml.evaluate.evaluate import score_split
 from miniml.evaluate.metrics import ClassificationMetrics
 from miniml.evaluate.report import write_report
@@ -81,8 +81,10 @@ class TrainingSession:
         self.dataset: Dataset = open_dataset(config.dataset)
         self.frames = {s: self.dataset.split(s) for s in ("train", "validation", "test")}
         self.labels = self._labels()
+        self._check_metric()
         self.work_dir = paths.runs_dir() / config.model_name / config_fingerprint(config)
         self.checkpoint: Path | None = None
+        self.abandoned_run_id: str | None = None
         self.state = self._load_state() if resume else self._new_state()
 
     # ---------------------------------------------------------------- preparation
@@ -95,10 +97,23 @@ class TrainingSession:
         check = getattr(self.config.model, "check_labels", None)
         return check(seen) if check else seen
 
+    def _check_metric(self) -> None:
+        """``metric_for_best`` must be a validation metric this task reports (checked before any training)."""
+        known = {"loss", "accuracy"} | {
+            f"{a}_{m}" for a in ("macro", "weighted") for m in ("precision", "recall", "f1")
+        }
+        known |= {f"{m}/{label}" for m in ("precision", "recall", "f1") for label in self.labels}
+        wanted = self.config.metric_for_best.removeprefix("eval_")
+        if wanted not in known:
+            raise ConfigError(
+                f"metric_for_best: {wanted!r} is not a validation metric of this task",
+                hint=f"use loss, accuracy, macro_f1, weighted_f1 or f1/<label> ({', '.join(self.labels)})",
+            )
+
     def _new_state(self) -> RunState:
-        for old in self.work_dir.glob(
-            "checkpoint-*"
-        ):  # a fresh run never mixes with an old one's checkpoints
+        """A fresh run: an interrupted run of the same config is abandoned (its checkpoints removed)."""
+        self.abandoned_run_id = self._interrupted_run_id()
+        for old in self.work_dir.glob("checkpoint-*"):
             _remove(old)
         return RunState(
             model_name=self.config.model_name,
@@ -106,6 +121,13 @@ class TrainingSession:
             dataset={"name": self.dataset.name, "fingerprint": self.dataset.fingerprint},
             labels=self.labels,
         )
+
+    def _interrupted_run_id(self) -> str | None:
+        try:
+            old = RunState.model_validate_json((self.work_dir / STATE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return old.run_id if old.status == "running" else None
 
     def _load_state(self) -> RunState:
         file = self.work_dir / STATE_FILE

@@ -123,3 +123,8 @@ def test_predict_and_evaluate_bad_input(tmp_path: Path, toy_dataset: Dataset, ca
     )
     fails(["evaluate", str(tmp_path), str(toy_dataset.path)], capsys, "not a miniml model folder")
     fails(["evaluate", "models:/ghost@champion", str(toy_dataset.path)], capsys, "ghost")
+
+
+def test_unknown_best_metric(tmp_path: Path, toy_dataset: Dataset, capsys) -> None:
+    cfg = write_config(tmp_path / "c.yaml", toy_dataset, HASHING)
+    fails(["train", str(cfg), "--set", "metric_for_best=f1"], capsys, "metric_for_best", "f1/<label>")

@@ -93,3 +93,10 @@ def test_pretrained_style_model(toy_dataset: Dataset, tiny_bert: Path, pooling: 
 
         hf = AutoModelForSequenceClassification.from_pretrained(outcome.model_folder)
         assert hf.config.id2label == {0: "da", 1: "nn", 2: "sv"}
+
+
+def test_same_seed_same_weights(toy_dataset: Dataset) -> None:
+    cfg = config(toy_dataset, {"kind": "hashing_bag", "buckets": 2048, "dim": 8}, max_steps=8, eval_steps=4)
+    first = (fit(cfg).model_folder / "model.safetensors").read_bytes()
+    second = (fit(cfg).model_folder / "model.safetensors").read_bytes()
+    assert first == second

@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
+from miniml.models.featurizer import normalize_text
 from miniml.models.hashing import HashingFeaturizer, load_hashing
 
 TEXTS = [
@@ -35,8 +36,8 @@ def test_batch_equals_per_sentence() -> None:
 def test_counts_match_ngram_definition() -> None:
     feat = HashingFeaturizer(buckets=1 << 20, char_ngrams=(1, 3), word_ngrams=2)
     ids, _ = feat.ids_and_offsets(["ab cd"])
-    # framed " ab cd ": 1-grams without spaces 4, 2-grams 6, 3-grams 5, words 2, bigram 1
-    assert len(ids) == 4 + 6 + 5 + 2 + 1
+    # framed "∅∅ ab cd ": 9 positions x 3 sizes, 2 words, 1 bigram
+    assert len(ids) == 9 * 3 + 2 + 1
 
 
 def test_deterministic_and_fixed() -> None:
@@ -48,7 +49,7 @@ def test_deterministic_and_fixed() -> None:
     assert a[:5].tolist() == PINNED
 
 
-PINNED = [550, 487, 932, 973, 323]
+PINNED = [172, 930, 314, 315, 620]
 
 
 def test_lowercase_and_whitespace_normalized() -> None:
@@ -59,9 +60,10 @@ def test_lowercase_and_whitespace_normalized() -> None:
 
 
 def test_ngram_kinds_do_not_collide_for_same_string() -> None:
-    feat = HashingFeaturizer(buckets=1 << 30, char_ngrams=(1, 5), word_ngrams=1)
+    feat = HashingFeaturizer(buckets=1 << 30, char_ngrams=(3, 3), word_ngrams=1)
     ids = feat.ids_and_offsets(["abc"])[0].tolist()
-    assert len(ids) == len(set(ids))  # char "abc" (n=3) and word "abc" get different ids
+    assert len(ids) == len("∅∅ abc ") + 1
+    assert ids[3] != ids[-1]  # char 3-gram "abc" and word "abc" get different ids
 
 
 def test_collate_matches_batch(tmp_path) -> None:
@@ -80,3 +82,38 @@ def test_any_batch_size(n: int) -> None:
     ids, offsets = HashingFeaturizer(buckets=512).ids_and_offsets(["x y"] * n)
     assert len(offsets) == n
     assert len(ids) == 0 if n == 0 else len(ids) % n == 0
+
+
+def reference_ids(text: str, feat: HashingFeaturizer) -> list[int]:
+    """The documented features and hash, one n-gram at a time with Python integers."""
+    mask, golden, mix, prime = 2**64 - 1, 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x100000001B3
+
+    def bucket(s: str, kind: int) -> int:
+        h = 0
+        for ch in s:
+            h = (h * prime + (0x110000 if ch == "\x00" else ord(ch))) & mask
+        x = (h * ((mix ^ (kind * golden & mask)) | 1)) & mask
+        return ((x >> 32) * feat.buckets) >> 32
+
+    pad = "\x00" * (feat.char_max - 1)
+    framed = pad + " " + normalize_text(text, lowercase=feat.lowercase)[: feat.max_chars] + " "
+    out = [
+        bucket((framed + pad)[i : i + n], n)
+        for i in range(len(framed))
+        for n in range(feat.char_min, feat.char_max + 1)
+    ]
+    words = framed.split()[1:] if pad else framed.split()
+    for i in range(len(words)):
+        for k in range(1, feat.word_ngrams + 1):
+            if i + k <= len(words):
+                out.append(bucket(" ".join(words[i : i + k]), 100 + k))
+    return out
+
+
+@pytest.mark.parametrize("buckets", [1000, 4096])
+def test_matches_reference_implementation(buckets: int) -> None:
+    feat = HashingFeaturizer(buckets=buckets, char_ngrams=(1, 4), word_ngrams=2, max_chars=30)
+    texts = [*TEXTS, "A much longer sentence that gets truncated at thirty characters"]
+    ids, offsets = feat.ids_and_offsets(texts)
+    for text, row in zip(texts, split(ids, offsets), strict=True):
+        assert row == reference_ids(text, feat), text

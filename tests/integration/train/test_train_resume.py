@@ -20,7 +20,7 @@ from miniml.registry.backend import default_tracking_uri
 from miniml.registry.store import get_version
 from miniml.train.checkpoints import SEAL
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def cli(*args: str) -> subprocess.Popen[str]:

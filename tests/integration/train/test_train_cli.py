@@ -75,3 +75,34 @@ def test_train_evaluate_predict(
     )
     assert code == 2 and "bad.jsonl:2" in err and '"text"' in err
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*"))  # nothing half-written
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_fresh_run_ends_the_interrupted_one(
+    tmp_path: Path, toy_dataset: Dataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from miniml import paths
+    from miniml.config import load_config
+    from miniml.registry.tracking import RunTracker
+    from miniml.train import TrainConfig
+    from miniml.train.session import STATE_FILE, RunState, config_fingerprint
+
+    cfg = write_config(tmp_path / "train.yaml", toy_dataset, HASHING, max_steps=5, register_model=False)
+    config = load_config(TrainConfig, cfg)
+    stale = RunTracker("toy").start()  # left RUNNING, as by a SIGKILL
+    run_dir = paths.runs_dir() / "toy" / config_fingerprint(config)
+    run_dir.mkdir(parents=True)
+    state = RunState(
+        model_name="toy",
+        config_fingerprint=config_fingerprint(config),
+        dataset={"name": toy_dataset.name, "fingerprint": toy_dataset.fingerprint},
+        labels=["da", "nn", "sv"],
+        run_id=stale.run_id,
+    )
+    (run_dir / STATE_FILE).write_text(state.model_dump_json())
+    code, out, err = run_cli(["train", str(cfg)], capsys)
+    assert code == 0, err
+    assert "not registered" in out
+    client = MlflowClient(default_tracking_uri())
+    assert client.get_run(stale.run_id).info.status == "KILLED"
+    assert json.loads((run_dir / STATE_FILE).read_text())["run_id"] != stale.run_id

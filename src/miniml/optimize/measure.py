@@ -1,0 +1,112 @@
+"""Honest measurements of one predictor: file size, latency percentiles, throughput, quality, parity.
+
+Both models are measured by the same code on the same texts, one after the other, in this process, with the
+same thread count; numbers from a shared or busy machine are noisy and the report prints the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Predictor(Protocol):
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx.data", ".bin", ".data")
+
+
+def model_size_bytes(folder: Path) -> int:
+    """Bytes of the weight files of a model folder (tokenizer/config files are the same on both sides)."""
+    return sum(
+        f.stat().st_size for f in Path(folder).rglob("*") if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES)
+    )
+
+
+def batches(texts: Sequence[str], size: int) -> list[list[str]]:
+    return [list(texts[i : i + size]) for i in range(0, len(texts), size)]
+
+
+def latency(
+    predictor: Predictor, texts: Sequence[str], batch_size: int, repeats: int, warmup: int
+) -> dict[str, float]:
+    """p50/p99/mean milliseconds per call and texts/second at ``batch_size``, cycling through ``texts``."""
+    pool = batches(texts, batch_size) or [list(texts)]
+    pool = [b for b in pool if len(b) == batch_size] or pool
+    for i in range(warmup):
+        predictor.predict_proba(pool[i % len(pool)])
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        predictor.predict_proba(pool[i % len(pool)])
+        times[i] = time.perf_counter() - start
+    ms = times * 1000.0
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "throughput_per_s": float(batch_size * repeats / times.sum()),
+    }
+
+
+def predict_all(predictor: Predictor, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """(N, C) probabilities for all texts, in order."""
+    parts = [predictor.predict_proba(b) for b in batches(texts, batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def quality(probs: np.ndarray, targets: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 of argmax predictions against string targets."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    index = {label: i for i, label in enumerate(labels)}
+    y_true = np.array([index.get(str(t), -1) for t in targets])
+    y_pred = probs.argmax(axis=-1)
+    ids = list(range(len(labels)))
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "examples": float(len(y_true)),
+    }
+
+
+def max_abs_diff(a: Predictor, b: Predictor, texts: Sequence[str], batch_size: int = 16) -> float:
+    """Largest |p_a - p_b| over all texts and classes (batched, so padding is exercised)."""
+    return float(
+        np.abs(predict_all(a, texts, batch_size) - predict_all(b, texts, batch_size)).max(initial=0.0)
+    )
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(threads: int) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import onnxruntime
+    import torch
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }

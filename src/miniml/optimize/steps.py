@@ -1,0 +1,176 @@
+"""The optimization steps on one model: prune (torch) → export ONNX → fuse → int8, each verified.
+
+``build_optimized`` writes the optimized model's weights into a folder and returns the steps it applied
+(with their measured facts: sparsity, parity, fused operators). fp32 graph steps (export, fusion) must match
+the PyTorch model within ``parity_tolerance`` on real texts, or the whole optimization fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from miniml.errors import ModelError
+from miniml.optimize import quantize
+from miniml.optimize.config import OptimizeConfig
+from miniml.optimize.measure import max_abs_diff
+from miniml.optimize.onnx_export import export_onnx
+from miniml.optimize.onnx_runtime import ONNX_FILE, OnnxPredictor
+from miniml.optimize.prune import prune_global_unstructured, prune_heads
+
+
+class ParityError(ModelError):
+    """An fp32 conversion changed the model's answers beyond the tolerance."""
+
+
+class ModulePredictor:
+    """An in-memory torch module + featurizer with the Predictor interface (for parity checks)."""
+
+    def __init__(self, module: nn.Module, featurizer: Any) -> None:
+        self.module, self.featurizer = module.eval(), featurizer
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        with torch.inference_mode():
+            logits = self.module(**self.featurizer.batch(list(texts)))["logits"]
+            return torch.softmax(logits.float(), dim=-1).numpy()
+
+
+@dataclass
+class Work:
+    """What the steps share: the parent, the texts, the config, and what has been applied so far."""
+
+    module: nn.Module | None
+    featurizer: Any
+    architecture: str
+    folder: Path  # the parent model folder
+    texts: list[str]  # real inputs for export examples and parity
+    cfg: OptimizeConfig
+    calibration: list[str] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    onnx: Path | None = None  # current ONNX graph, once exported
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def check_parity(work: Work, reference: Any, graph: Path, step: dict[str, Any]) -> None:
+    """Compare ``graph`` with ``reference`` on the real texts; fail above the tolerance."""
+    diff = max_abs_diff(reference, graph_predictor(work, graph), work.texts)
+    step["max_abs_diff"] = diff
+    if not diff <= work.cfg.parity_tolerance:
+        raise ParityError(
+            f"{step['step']} changed the probabilities by up to {diff:.2e} (> parity_tolerance "
+            f"{work.cfg.parity_tolerance:g}) on {len(work.texts)} real texts; nothing was registered",
+            hint="this architecture does not export faithfully; keep it in PyTorch (drop --onnx)",
+        )
+
+
+def graph_predictor(work: Work, graph: Path) -> OnnxPredictor:
+    from miniml.modelfolder import read_info
+
+    info = read_info(work.folder)
+    return OnnxPredictor(work.folder, info, threads=work.cfg.measure.threads, file=str(graph.resolve()))
+
+
+def step_prune(work: Work) -> None:
+    assert work.module is not None and work.cfg.prune is not None
+    if work.cfg.pruning.method == "heads":
+        facts = prune_heads(work.module, work.cfg.prune)
+    else:
+        facts = prune_global_unstructured(work.module, work.cfg.prune)
+    work.steps.append({"step": "prune", **facts})
+
+
+def example_batch(work: Work) -> dict[str, torch.Tensor]:
+    """A few real texts of different lengths, so the traced graph sees padding."""
+    by_length = sorted(work.texts[:32], key=len)
+    picks = [by_length[0], by_length[-1], by_length[len(by_length) // 2]] if by_length else ["example"]
+    return dict(work.featurizer.batch(picks))
+
+
+def step_export(work: Work, scratch: Path) -> None:
+    assert work.module is not None
+    dest = scratch / "export.onnx"
+    work.facts = export_onnx(work.module, work.architecture, example_batch(work), dest, work.cfg.export)
+    step: dict[str, Any] = {"step": "onnx_export", "opset": work.cfg.export.opset, "exporter": "torchscript"}
+    check_parity(work, ModulePredictor(work.module, work.featurizer), dest, step)
+    work.steps.append(step)
+    work.onnx = dest
+    # heads pruned unevenly per layer break the fused Attention kernel's single head count
+    if work.cfg.export.fuse and not any(s.get("method") == "heads" for s in work.steps):
+        step_fuse(work, scratch, ModulePredictor(work.module, work.featurizer))
+
+
+def step_fuse(work: Work, scratch: Path, reference: Any) -> None:
+    assert work.onnx is not None
+    dest = scratch / "fused.onnx"
+    fused = quantize.fuse_transformer(work.onnx, dest, work.facts)
+    if fused is None:
+        return
+    step: dict[str, Any] = {"step": "fuse", "fused": fused}
+    check_parity(work, reference, dest, step)
+    work.steps.append(step)
+    work.onnx = dest
+
+
+def calibration_feeds(work: Work, graph: Path) -> list[dict[str, np.ndarray]]:
+    predictor = graph_predictor(work, graph)
+    texts = work.calibration[: work.cfg.quantize.calibration_samples]
+    return [predictor.feeds(texts[i : i + 8]) for i in range(0, len(texts), 8)]
+
+
+def step_int8_onnx(work: Work, scratch: Path) -> None:
+    assert work.onnx is not None
+    dest = scratch / "int8.onnx"
+    settings = work.cfg.quantize
+    if work.calibration:
+        feeds = calibration_feeds(work, work.onnx)
+        facts = quantize.quantize_onnx_static(
+            work.onnx, dest, feeds, per_channel=settings.per_channel, method=settings.calibration_method
+        )
+    else:
+        facts = quantize.quantize_onnx_dynamic(
+            work.onnx, dest, per_channel=settings.per_channel, reduce_range=settings.reduce_range
+        )
+    work.steps.append({"step": "int8", **facts})
+    work.onnx = dest
+
+
+def step_int8_torch(work: Work) -> None:
+    assert work.module is not None
+    work.module = quantize.quantize_torch_dynamic(work.module)
+    work.steps.append({"step": "int8", "method": "torch_dynamic", "modules": ["Linear"], "dtype": "qint8"})
+
+
+def build_onnx(work: Work, scratch: Path) -> Path:
+    """Run the requested steps ending in an ONNX graph; returns the final graph file."""
+    if work.module is not None:  # a torch parent
+        if work.cfg.prune is not None:
+            step_prune(work)
+        step_export(work, scratch)
+    else:  # an fp32 ONNX parent: only int8 applies
+        work.onnx = work.folder / ONNX_FILE
+    if work.cfg.int8:
+        if work.calibration and work.steps and work.steps[-1]["step"] == "fuse":
+            # static QDQ quantization covers plain MatMuls; quantize the unfused export instead
+            work.steps.pop()
+            work.onnx = scratch / "export.onnx"
+        step_int8_onnx(work, scratch)
+    assert work.onnx is not None
+    return work.onnx
+
+
+def copy_support_files(parent: Path, dest: Path, skip: set[str]) -> None:
+    """Tokenizer, featurizer, config files of the parent (everything but weights and ``miniml.json``)."""
+    for item in parent.iterdir():
+        if item.name in skip or item.name.startswith("optimize_report"):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dest / item.name)
+        else:
+            shutil.copy2(item, dest / item.name)

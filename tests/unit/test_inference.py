@@ -1,0 +1,74 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from miniml.errors import ModelError
+from miniml.inference import Predictor, load_predictor
+from miniml.modelfolder import ModelInfo
+from miniml.models import HashingBagSpec
+from miniml.models.folder import save_model_folder
+from miniml.models.registry import get_builder
+
+TEXTS = ["hej med dig", "jag heter anna", "", "x" * 5000]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    spec = HashingBagSpec(buckets=2048, dim=8, hidden=4)
+    featurizer = spec.make_featurizer([])
+    torch.manual_seed(0)
+    module = get_builder("hashing_bag")(spec, ["da", "sv"], featurizer)
+    info = ModelInfo(
+        name="demo",
+        task="classification",
+        architecture="hashing_bag",
+        labels=["da", "sv"],
+        preprocessing=featurizer.preprocessing(),
+    )
+    save_model_folder(tmp_path / "m", module, featurizer, spec, info)
+    return tmp_path / "m", module, featurizer
+
+
+def test_predict_proba_matches_module(folder) -> None:
+    path, module, featurizer = folder
+    predictor = load_predictor(path, threads=1)
+    assert isinstance(predictor, Predictor) and predictor.info.labels == ["da", "sv"]
+    probs = predictor.predict_proba(TEXTS)
+    assert probs.dtype == np.float32 and probs.shape == (4, 2)
+    module.eval()
+    with torch.no_grad():
+        expected = torch.softmax(module(**featurizer.batch(TEXTS))["logits"], -1).numpy()
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    assert predictor.predict_proba([]).shape == (0, 2)
+    assert torch.get_num_threads() == 1
+
+
+def test_thread_safe(folder) -> None:
+    predictor = load_predictor(folder[0])
+    expected = predictor.predict_proba(TEXTS)
+    results: list[np.ndarray] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(predictor.predict_proba(TEXTS))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(np.allclose(r, expected) for r in results)
+
+
+def test_broken_folders(folder) -> None:
+    path = folder[0]
+    (path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="corrupted"):
+        load_predictor(path)
+    (path / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"no model\.safetensors"):
+        load_predictor(path)
+    (path / "builder.json").write_text("{")
+    with pytest.raises(ModelError, match=r"builder\.json is corrupted"):
+        load_predictor(path)
+    with pytest.raises(ModelError, match="not a miniml model folder"):
+        load_predictor(path.parent)
