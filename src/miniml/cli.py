@@ -126,15 +126,17 @@ def train_cmd(
     """Train a model from CONFIG.yaml, evaluate it on the test split and register it."""
     from transformers.utils import logging as hf_logging
 
-    from miniml.config import load_config
-    from miniml.train import TrainConfig, train
+    from miniml.train import train
+    from miniml.train.config import load_train_config
 
-    hf_logging.set_verbosity_error()  # our progress bar and the summary below say what matters
-    hf_logging.disable_progress_bar()
-    result = train(load_config(TrainConfig, config, set_ or []), resume=resume)
+    hf_logging.set_verbosity_error()  # the progress bar and the summary below say what matters
+    hf_logging.disable_progress_bar()  # e.g. "Writing model shards" at every checkpoint
+    result = train(load_train_config(config, set_ or []), resume=resume)
     version = f"version {result.model_version}" if result.model_version is not None else "not registered"
     figures = " · ".join(
-        f"{k} {result.metrics[k]:.4f}" for k in ("accuracy", "macro_f1") if k in result.metrics
+        f"{k} {result.metrics[k]:.4f}"
+        for k in ("accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "perplexity")
+        if k in result.metrics
     )
     typer.echo(f"trained {result.model_name}: {version} (MLflow run {result.run_id})")
     typer.echo(f"test: {figures}")

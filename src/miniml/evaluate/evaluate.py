@@ -14,6 +14,7 @@ from miniml.data.dataset import Dataset, open_dataset
 from miniml.evaluate.metrics import ClassificationMetrics
 from miniml.evaluate.report import write_report
 from miniml.inference import Predictor, load_predictor
+from miniml.modelfolder import read_info
 from miniml.tasks.classification import ClassificationTask
 
 
@@ -62,6 +63,15 @@ def evaluate_model(
 ) -> EvaluationResult:
     """Evaluate a model folder or ``models:/`` URI on a dataset split; report under ``out_dir``."""
     folder = resolve_model_path(model)
+    if read_info(folder).task != "classification":  # seq2seq / causal_lm: scored by generating
+        from miniml.evaluate.generative import evaluate_generative_model
+
+        report, report_dir = evaluate_generative_model(
+            folder, dataset, split, out_dir=out_dir, model_ref=str(model)
+        )
+        if run_id is not None:
+            _log_to_run(run_id, read_info(folder).name, report.metrics, report_dir, split)
+        return EvaluationResult(metrics=report.metrics, report_dir=report_dir)
     predictor = load_predictor(folder)
     data = open_dataset(dataset)
     details = score_split(predictor, data, split)

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from miniml.errors import DataError
 from miniml.evaluate.evaluate import resolve_model_path
 from miniml.inference import load_predictor
+from miniml.modelfolder import read_info
 from miniml.tasks.classification import ClassificationTask
 
 MAX_LINE_BYTES = 1 << 20  # one input line (a text plus metadata) may not exceed 1 MiB
@@ -74,7 +75,12 @@ def predict_file(
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise DataError(f"input file {input_path} does not exist", hint="pass a JSONL file with a text field")
-    predictor = load_predictor(resolve_model_path(model))
+    folder = resolve_model_path(model)
+    if read_info(folder).task != "classification":  # seq2seq / causal_lm: generated text per line
+        from miniml.evaluate.generative import predict_generative_file
+
+        return predict_generative_file(folder, input_path, output_path, batch_size=min(batch_size, 64))
+    predictor = load_predictor(folder)
     task = ClassificationTask(predictor.info.labels)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")

@@ -22,7 +22,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from miniml import __version__
 from miniml.errors import MinimlError
 from miniml.serve.errors import HTTPProblem, problem_body, problem_response
+from miniml.serve.generate import router as generate_router
 from miniml.serve.middleware import ObservabilityMiddleware
+from miniml.serve.openai_compat import router as openai_router
 from miniml.serve.routes import PredictFastPath, router
 from miniml.serve.runtime import LoadedModel
 from miniml.serve.settings import ServeSettings
@@ -127,6 +129,8 @@ def create_app(
     )
     app.state.miniml = state
     app.include_router(router)
+    app.include_router(generate_router)  # issue 5: /v1/models/{name}/generate
+    app.include_router(openai_router)  # issue 5: /v1/completions, /v1/chat/completions
     app.wrap_outside(
         lambda inner: ObservabilityMiddleware(
             PredictFastPath(inner, state=state), metrics=state.metrics, access_log=state.access_log

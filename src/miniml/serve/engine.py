@@ -110,7 +110,12 @@ class ServedModel:
         else:
             for i, y in zip(missing, fresh, strict=True):
                 outputs[i] = y
-        entries = [(k, outputs[i]) for i in missing if (k := keys[i]) is not None]
+        keep = getattr(self.handler, "cacheable", None)  # e.g. generation: never a cancelled answer
+        entries = [
+            (k, outputs[i])
+            for i in missing
+            if (k := keys[i]) is not None and (keep is None or keep(outputs[i]))
+        ]
         if entries:
             await cache.set_many(computed_by.key, entries)
         return computed_by, outputs

@@ -95,6 +95,16 @@ class ServeMetrics:
             "miniml_predictions", "Predicted labels (top-1).", ["model", "label"], registry=r
         )
         self.swaps = Counter("miniml_model_swaps", "Alias moves followed by a reload.", ["model"], registry=r)
+        self.generated_tokens = Counter(
+            "miniml_generated_tokens", "Tokens generated (seq2seq / causal_lm).", ["model"], registry=r
+        )
+        self.time_to_first_token = Histogram(
+            "miniml_time_to_first_token_seconds",
+            "From a generation request's arrival to its first generated text.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, str, str], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
@@ -124,6 +134,13 @@ class ServeMetrics:
             if child is None:
                 child = children[(model, label)] = self.predictions.labels(model, label)
             child.inc()
+
+    def observe_generation(self, model: str, tokens: int, first_token_s: Iterable[float]) -> None:
+        """Count generated tokens and record each answer's time to first token."""
+        self.generated_tokens.labels(model).inc(tokens)
+        hist = self.time_to_first_token.labels(model)
+        for seconds in first_token_s:
+            hist.observe(seconds)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -95,7 +95,12 @@ def load_model(
     """Load the predictor of ``source`` (blocking: call off the event loop) and warm it up."""
     from miniml.inference import load_predictor
 
-    predictor = load_predictor(source.path, threads=threads, device=device)
+    if read_info(source.path).task in ("seq2seq", "causal_lm"):  # issue 5: a Generator, not a Predictor
+        from miniml.serve.generate import load_generator
+
+        predictor: Any = load_generator(source.path, threads=threads, device=device)
+    else:
+        predictor = load_predictor(source.path, threads=threads, device=device)
     model = LoadedModel(
         name=source.name,
         uri=source.uri,

@@ -147,6 +147,15 @@ class LogSettings(StepConfig):
     log_inputs: bool = Field(default=False, description="include the full input texts in access logs")
 
 
+class GenerationLimits(StepConfig):
+    """Caps on generation requests (seq2seq / causal_lm models): 413 / 422 above them."""
+
+    max_new_tokens: int = Field(default=512, ge=1, le=65536, description="max tokens one answer may ask for")
+    max_prompt_tokens: int | None = Field(
+        default=None, ge=1, description="max prompt tokens; default: the model's max_input_tokens"
+    )
+
+
 class ServeSettings(StepConfig):
     """Everything ``miniml serve`` needs; see each section."""
 
@@ -166,6 +175,7 @@ class ServeSettings(StepConfig):
     auth: AuthSettings = Field(default_factory=lambda: AuthSettings())
     ratelimit: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())
     limits: RequestLimits = Field(default_factory=lambda: RequestLimits())
+    generation: GenerationLimits = Field(default_factory=lambda: GenerationLimits())
     logging: LogSettings = Field(default_factory=lambda: LogSettings())
 
     @field_validator("models")

@@ -185,8 +185,16 @@ def classification_handler(settings: BatchingSettings) -> ClassificationHandler:
     return ClassificationHandler(micro_batch_size=settings.micro_batch_size)
 
 
+def generation_handler(settings: BatchingSettings) -> TaskHandler[Any, Any]:
+    from miniml.serve.generate import GenerationHandler  # seq2seq / causal_lm (issue 5)
+
+    return GenerationHandler()
+
+
 HANDLERS: dict[str, Callable[[BatchingSettings], TaskHandler[Any, Any]]] = {
-    "classification": classification_handler
+    "classification": classification_handler,
+    "seq2seq": generation_handler,
+    "causal_lm": generation_handler,
 }
 
 

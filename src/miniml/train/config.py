@@ -6,6 +6,8 @@ Training hyper-parameters sit at the top level (``epochs``, ``batch_size``, ...;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -96,3 +98,26 @@ class TrainConfig(StepConfig):
     @property
     def experiment_name(self) -> str:
         return self.experiment or self.model_name
+
+
+def train_config_schema(task: str) -> type[TrainConfig]:
+    """The train config schema for ``task`` (the union over ``task``: classification, seq2seq, causal_lm)."""
+    if task == "classification":
+        return TrainConfig
+    from miniml.train.generative import GENERATIVE_CONFIGS
+
+    if task not in GENERATIVE_CONFIGS:
+        from miniml.errors import ConfigError
+
+        known = ", ".join(["classification", *GENERATIVE_CONFIGS])
+        raise ConfigError(f"invalid config: task: unknown task {task!r}", hint=f"use one of {known}")
+    return GENERATIVE_CONFIGS[task]
+
+
+def load_train_config(path: Path | str | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Load a train config with the schema its ``task`` key selects (file < environment < overrides)."""
+    from miniml.config import deep_merge, env_overrides, load_config, parse_overrides, read_yaml
+
+    data = read_yaml(Path(path)) if path is not None else {}
+    data = deep_merge(deep_merge(data, env_overrides(TrainConfig.env_section)), parse_overrides(overrides))
+    return load_config(train_config_schema(str(data.get("task", "classification"))), path, overrides)

@@ -38,9 +38,18 @@ def flat_params(config: TrainConfig) -> dict[str, Any]:
     return out
 
 
+def make_session(config: TrainConfig, *, resume: bool = False) -> TrainingSession:
+    """The session for the config's task: classification, or seq2seq / causal_lm (generative)."""
+    if config.task == "classification":
+        return TrainingSession(config, resume=resume)
+    from miniml.train.generative import GenerativeSession
+
+    return GenerativeSession(config, resume=resume)
+
+
 def fit(config: TrainConfig, *, resume: bool = False) -> FitOutcome:
     """Train and write the model folder without tracking or registering (benchmarks, quick trials)."""
-    session = TrainingSession(config, resume=resume)
+    session = make_session(config, resume=resume)
     outcome = session.fit()
     session.finish()
     return outcome
@@ -51,7 +60,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     from miniml.registry.store import register_model
     from miniml.registry.tracking import RunTracker
 
-    session = TrainingSession(config, resume=resume)
+    session = make_session(config, resume=resume)
     if session.abandoned_run_id:
         _mark_killed(session.abandoned_run_id, config.tracking_uri)
     tracker_args = {"run_id": session.state.run_id, "tracking_uri": config.tracking_uri}
@@ -60,7 +69,11 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
             tracker.log_params(flat_params(config))
             tracker.log_dataset(session.dataset, context="training")
             tracker.set_tags(
-                {"miniml.task": config.task, "miniml.model_kind": config.model.kind, **config.tags}
+                {
+                    "miniml.task": config.task,
+                    "miniml.model_kind": getattr(config.model, "kind", config.task),
+                    **config.tags,
+                }
             )
         outcome = session.fit(log_metrics=tracker.log_metrics, run_id=tracker.run_id)
         tracker.log_metrics({f"test_{k}": v for k, v in outcome.metrics.items()})

@@ -62,7 +62,7 @@ class FitOutcome:
 
     model_folder: Path
     metrics: dict[str, float]
-    details: ClassificationMetrics
+    details: ClassificationMetrics | None  # None for generative tasks (their report holds the metrics)
     report_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
     train_metrics: dict[str, float] = field(default_factory=dict)

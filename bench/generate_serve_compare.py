@@ -1,0 +1,211 @@
+"""Generation serving throughput: FastAPI + a text2text generation per request vs ``miniml serve``.
+
+Same seq2seq model folder, same prompts (the wikisql-mini test questions, cycled), greedy decoding with the
+same ``max_new_tokens``, closed-loop clients (8 by default), one server at a time on this machine:
+
+    (a) FastAPI calling text2text generation once per request (bench/generate_baseline.py: what the seed
+        text2sql service and transformers 4's ``text2text-generation`` pipeline did)
+    (b) miniml serve: POST /v1/models/NAME/generate, concurrent requests generated together in the
+        server's batching loop (cache off, so every request runs the model)
+
+    python bench/generate_serve_compare.py --model models:/text2sql@champion
+    python bench/generate_serve_compare.py            # an untrained MiniLM warm start (same work both sides)
+
+Target (issue 5): (b) >= 3x the requests/s of (a) at 8 concurrent clients. Answers of both servers are
+compared on a few prompts first, so both do the same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+from serve_load import REPO, LoadResult, Server, free_port, machine, miniml_server, print_table
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def wikisql_prompts() -> list[str]:
+    from miniml.config import load_config
+    from miniml.data.prepare import PrepareConfig, prepare
+
+    dataset = prepare(load_config(PrepareConfig, REPO / "examples" / "text2sql" / "data.yaml"))
+    return [str(t) for t in dataset.split("test")["input"].tolist()]
+
+
+def untrained_folder(root: Path) -> Path:
+    """A warm-started MiniLM encoder-decoder saved as a model folder (untrained: same work per token)."""
+    from miniml.tasks.generative import write_model_folder
+    from miniml.tasks.seq2seq import Seq2SeqSettings, load_for_training, make_format
+
+    settings = Seq2SeqSettings.model_validate({"warm_start": {"encoder": "minilm"}, "max_input_tokens": 128})
+    loaded = load_for_training(settings)
+    folder = root / "text2sql-untrained"
+    write_model_folder(folder, loaded, make_format(settings), settings, name="text2sql", base_model="minilm")
+    return folder
+
+
+def model_folder(uri: str | None, root: Path) -> Path:
+    if uri is None:
+        print("no --model: an untrained warm-started MiniLM encoder-decoder", flush=True)
+        return untrained_folder(root)
+    from miniml.serve.runtime import resolve
+
+    folder = resolve(uri).path
+    if not (folder / "config.json").is_file():
+        sys.exit(
+            f"error: {folder} holds an adapter only; the baseline needs full weights (train with merge: true)"
+        )
+    return folder
+
+
+def same_answers(a: Server, b: Server, name: str, prompts: list[str], max_new: int) -> None:
+    """Both servers must give the same answers, or the comparison is meaningless."""
+    for prompt in prompts[:3]:
+        left = httpx.post(f"{a.url}/generate", json={"text": prompt}, timeout=120).json()["generated_text"]
+        body = {"inputs": [prompt], "max_new_tokens": max_new, "temperature": 0}
+        right = httpx.post(f"{b.url}/v1/models/{name}/generate", json=body, timeout=120).json()
+        if left != right["generations"][0]["text"]:
+            raise SystemExit(
+                f"error: answers differ for {prompt[:60]!r}: {left!r} vs {right['generations'][0]['text']!r}"
+            )
+
+
+async def closed_loop(
+    url: str, bodies: list[bytes], clients: int, seconds: float
+) -> tuple[list[float], int, float]:
+    """``clients`` connections, each sending its next request when the last answer came (long timeouts:
+    a generation can take seconds); returns latencies of answered requests, errors, elapsed seconds."""
+    latencies: list[float] = []
+    errors = 0
+    counter = 0
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=600) as client:
+
+        async def one_client() -> None:
+            nonlocal errors, counter
+            while time.perf_counter() < stop_at:
+                counter += 1
+                start = time.perf_counter()
+                r = await client.post(url, content=bodies[counter % len(bodies)], headers=JSON_HEADERS)
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        return latencies, errors, time.perf_counter() - began
+
+
+def run(
+    server: Server, path: str, body: Callable[[str], bytes], prompts: list[str], args: argparse.Namespace
+) -> LoadResult:
+    bodies = [body(p) for p in prompts]
+    url = server.url + path
+    asyncio.run(closed_loop(url, bodies, args.clients, args.warmup))
+    latencies, errors, took = asyncio.run(closed_loop(url, bodies, args.clients, args.duration))
+    ms = np.array(latencies or [0.0]) * 1000
+    result = LoadResult(
+        server.name,
+        len(latencies),
+        took,
+        errors,
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 99)),
+        "httpx",
+    )
+    print(
+        f"   {server.name}: {result.rps:.2f} req/s, p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a seq2seq model folder")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--max-wait-ms", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of load before measuring")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args()
+
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="gen-bench-"))
+    folder = model_folder(args.model, root)
+    name = json.loads((folder / "miniml.json").read_text())["name"]
+    max_input = json.loads((folder / "miniml.json").read_text())["preprocessing"]["max_input_tokens"]
+    prompts = wikisql_prompts()
+    print(
+        json.dumps({"machine": machine(), "model": str(folder), "prompts": len(prompts)}, indent=2),
+        flush=True,
+    )
+
+    cmd = [sys.executable, str(REPO / "bench" / "generate_baseline.py"), str(folder), str(free_port())]
+    cmd += ["--max-new-tokens", str(args.max_new_tokens), "--max-input-tokens", str(max_input)]
+    baseline = Server("(a) FastAPI + text2text per request", cmd, int(cmd[3]), "/health")
+    sets = [
+        f"batching.max_batch_size={args.max_batch_size}",
+        f"batching.max_wait_ms={args.max_wait_ms}",
+        "batching.request_timeout_s=300",
+        "cache.backend=none",
+        f"generation.max_new_tokens={max(args.max_new_tokens, 64)}",
+    ]
+    miniml = miniml_server([str(folder)], free_port(), sets)
+    miniml.name = "(b) miniml serve, batched generation"
+    results = []
+    try:
+        baseline.wait_ready()
+        miniml.wait_ready()
+        same_answers(baseline, miniml, name, prompts, args.max_new_tokens)
+    finally:
+        miniml.stop()
+    try:  # one server at a time under load
+        results.append(run(baseline, "/generate", lambda t: orjson.dumps({"text": t}), prompts, args))
+    finally:
+        baseline.stop()
+    miniml = miniml_server([str(folder)], free_port(), sets)
+    miniml.name = "(b) miniml serve, batched generation"
+    try:
+        miniml.wait_ready()
+        max_new = args.max_new_tokens
+
+        def body(t: str) -> bytes:
+            return orjson.dumps({"inputs": [t], "max_new_tokens": max_new, "temperature": 0})
+
+        results.append(run(miniml, f"/v1/models/{name}/generate", body, prompts, args))
+    finally:
+        miniml.stop()
+    print_table(results, args.clients)
+    ratio = results[1].rps / max(results[0].rps, 1e-9)
+    print(f"\n(b) / (a) throughput: {ratio:.2f}x (target >= 3x) {'PASS' if ratio >= 3 else 'FAIL'}")
+    print(f"machine after the run: load average {os.getloadavg()[0]:.2f}")
+    if args.out:
+        report = {
+            "machine": machine(),
+            "results": [r.row() for r in results],
+            "ratio": ratio,
+            "clients": args.clients,
+        }
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""text2sql on wikisql-mini: train the example (or take a trained model) and score the test split.
+
+    python bench/generate_text2sql.py                      # prepare data, train examples/text2sql, score
+    python bench/generate_text2sql.py --set epochs=2 --set model.warm_start.decoder_layers=3
+    python bench/generate_text2sql.py --model models:/text2sql@champion   # score an existing model only
+
+Prints normalised exact match and token F1 on the test split (100 questions), training and generation wall
+time, training throughput, a few sample predictions, the issue's target (exact match >= 0.50) and the
+machine. Nothing is registered. Run it on a quiet machine (or a GPU): training is the slow part on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_EM = 0.50
+
+
+def machine() -> str:
+    import torch
+
+    from miniml.registry.environment import cpu_model
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+        f"GPU {gpu}, load average {load}"
+    )
+
+
+def prepare() -> str:
+    from miniml.config import load_config
+    from miniml.data.prepare import PrepareConfig, prepare
+
+    config = load_config(PrepareConfig, REPO / "examples" / "text2sql" / "data.yaml")
+    return str(prepare(config).path)
+
+
+def train(overrides: list[str]) -> tuple[Path, float, int]:
+    from miniml.train.config import load_train_config
+    from miniml.train.run import fit
+
+    config = load_train_config(
+        REPO / "examples" / "text2sql" / "train.yaml", ["register_model=false", *overrides]
+    )
+    start = time.perf_counter()
+    outcome = fit(config)
+    seconds = time.perf_counter() - start
+    examples = int(outcome.train_metrics.get("train_samples", 0) or 0)
+    steps = max((h.get("step", 0) for h in outcome.history), default=0)
+    print(f"trained in {seconds / 60:.1f} min ({steps} steps, batch {config.batch_size}); {examples} samples")
+    return outcome.model_folder, seconds, steps
+
+
+def score(model: str, dataset: str, limit: int | None) -> None:
+    from miniml.data.dataset import open_dataset
+    from miniml.evaluate.evaluate import resolve_model_path
+    from miniml.evaluate.generative import evaluate_generative
+    from miniml.generation import Generator
+
+    generator = Generator.load(resolve_model_path(model))
+    frame = open_dataset(dataset).split("test")
+    frame = frame.head(limit) if limit else frame
+    start = time.perf_counter()
+    report = evaluate_generative(generator, frame, batch_size=32, samples=5)
+    seconds = time.perf_counter() - start
+    print(
+        f"test split: {report.count} questions, generated in {seconds:.1f} s ({report.count / seconds:.1f}/s)"
+    )
+    for name, value in report.metrics.items():
+        print(f"  {name}: {value:.4f}")
+    for sample in report.samples:
+        mark = "ok " if sample["exact_match"] else "bad"
+        print(f"  [{mark}] {sample['prediction']!r}  (target {sample['target']!r})")
+    em = report.metrics["exact_match"]
+    print(f"target exact_match >= {TARGET_EM}: {em:.4f} {'PASS' if em >= TARGET_EM else 'FAIL'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="score this model instead of training one")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="train config override")
+    parser.add_argument("--limit", type=int, default=None, help="score the first N test rows only")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print(machine())
+    dataset = prepare()
+    model = args.model or str(train(args.overrides)[0])
+    score(model, dataset, args.limit)
+    print(machine())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
