@@ -29,6 +29,7 @@ from serve_load import (
     REPO,
     LoadResult,
     Server,
+    exit_on_sigterm,
     free_port,
     machine,
     measure,
@@ -131,6 +132,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
+    exit_on_sigterm()
 
     folder = model_folder(args.model, args.train_steps)
     texts = sst5_sentences()[: args.texts]

@@ -18,7 +18,16 @@ import os
 from pathlib import Path
 
 import orjson
-from serve_load import REPO, free_port, machine, measure, miniml_server, offline_throughput, print_table
+from serve_load import (
+    REPO,
+    exit_on_sigterm,
+    free_port,
+    machine,
+    measure,
+    miniml_server,
+    offline_throughput,
+    print_table,
+)
 
 
 def langid_sentences(split: str = "test") -> list[str]:
@@ -41,6 +50,7 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra serve setting k=v")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    exit_on_sigterm()
 
     from miniml.serve.runtime import resolve
 

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from miniml.registry.environment import cpu_model
+
 
 class Predictor(Protocol):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -82,16 +84,6 @@ def max_abs_diff(a: Predictor, b: Predictor, texts: Sequence[str], batch_size: i
     return float(
         np.abs(predict_all(a, texts, batch_size) - predict_all(b, texts, batch_size)).max(initial=0.0)
     )
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(threads: int) -> dict[str, Any]:

@@ -156,7 +156,7 @@ async def metrics(request: Request, state: State) -> Response:
 
 def check_open(request: Request, state: ServerState) -> None:
     """Operations routes need a key unless listed in ``auth.open_routes``."""
-    if request.url.path not in state.open_routes:
+    if request.scope["path"] not in state.open_routes:
         state.authenticate(request)
 
 

@@ -162,6 +162,7 @@ class AliasFollower:
         self.threads = threads
         self.device = device
         self.warm_up = warm_up
+        self.failed_version: int | None = None  # not retried until the alias moves again
 
     async def run(self) -> None:
         """Check forever (until cancelled); a failed check is logged and retried next period."""
@@ -180,23 +181,14 @@ class AliasFollower:
         from miniml.registry.store import get_version
 
         latest = await asyncio.to_thread(get_version, current.name, current.alias)
-        if latest.version == current.version:
+        if latest.version in (current.version, self.failed_version):
             return False
         started = time.perf_counter()
-        source = await asyncio.to_thread(resolve, f"{MODELS_SCHEME}{current.name}/{latest.version}")
-        new = await asyncio.to_thread(
-            load_model,
-            source,
-            threads=self.threads,
-            device=self.device,
-            alias=current.alias,
-            warm_up=self.warm_up,
-        )
-        if new.task != current.task:
-            raise ModelError(
-                f"{current.name}@{current.alias} moved to a {new.task} model; the server serves "
-                f"{current.task} under this name — restart it to change task"
-            )
+        try:
+            new = await self._load(current, latest.version)
+        except Exception:
+            self.failed_version = latest.version  # keep serving the old version; say so once
+            raise
         self.served.swap(new)
         log.info(
             "model swapped",
@@ -211,3 +203,21 @@ class AliasFollower:
             },
         )
         return True
+
+    async def _load(self, current: LoadedModel, version: int) -> LoadedModel:
+        """Resolve, load and warm up ``version`` on threads; it must be the same task."""
+        source = await asyncio.to_thread(resolve, f"{MODELS_SCHEME}{current.name}/{version}")
+        new = await asyncio.to_thread(
+            load_model,
+            source,
+            threads=self.threads,
+            device=self.device,
+            alias=current.alias,
+            warm_up=self.warm_up,
+        )
+        if new.task != current.task:
+            raise ModelError(
+                f"{current.name}@{current.alias} moved to a {new.task} model; the server serves "
+                f"{current.task} under this name — restart it to change task"
+            )
+        return new

@@ -79,7 +79,7 @@ class RichProgress(TrainerCallback):
             self.loss = float(logs["loss"])
         seconds = max(time.perf_counter() - self.start[0], 1e-9)
         rate = (state.global_step - self.start[1]) * self.examples_per_step / seconds
-        shown = {k: round(float(v), 4) for k, v in logs.items() if isinstance(v, int | float)}
+        shown = " ".join(f"{k} {v:.4g}" for k, v in logs.items() if isinstance(v, int | float))
         log.info("step %d/%d · %.1f ex/s · %s", state.global_step, state.max_steps, rate, shown)
 
     def on_train_end(
