@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import StreamingResponse
 
-from miniml.generation import GENERATIVE_TASKS, GenerationParams, GenerationResult, Generator
+from miniml.generation import GenerationParams, GenerationResult, Generator
 from miniml.serve.cache import Codec
 from miniml.serve.errors import HTTPProblem
 from miniml.serve.routes import read_body
@@ -178,10 +178,6 @@ def load_generator(path: Any, *, threads: int | None, device: str | None) -> Gen
 
         torch.set_num_threads(threads)
     return Generator.load(path, device=device)
-
-
-def is_generative(task: str) -> bool:
-    return task in GENERATIVE_TASKS
 
 
 # ---------------------------------------------------------------- request → items
