@@ -70,6 +70,7 @@ class PretrainedSpec(BaseModel):
     max_length: int = Field(128, ge=8, le=8192, description="tokens per text kept")
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description="classifier dropout (None: model's)")
     layerwise_lr_decay: float = Field(1.0, gt=0.0, le=1.0, description="LR factor per layer below the top")
+    head_lr_multiplier: float = Field(1.0, ge=1.0, le=1000.0, description="LR factor of the new head")
 
     def make_featurizer(self, texts: Sequence[str]) -> TokenizerFeaturizer:
         from transformers import AutoTokenizer
@@ -94,12 +95,18 @@ class PretrainedSpec(BaseModel):
             )
         return own
 
-    def layer_depth(self, param_name: str, num_layers: int) -> int:
-        """Depth for layer-wise LR decay: embeddings 0, transformer layer i → i+1, head num_layers+1."""
+    def lr_scale(self, param_name: str, num_layers: int) -> float:
+        """LR factor of one parameter: ``decay ** (layers above it)``; the head gets ``head_lr_multiplier``.
+
+        Depths: embeddings 0, transformer layer i → i+1, everything else (pooler, classifier) is the head.
+        """
+        top = num_layers + 1
         if "embeddings" in param_name:
-            return 0
-        match = _LAYER.search(param_name)
-        return int(match.group(1)) + 1 if match else num_layers + 1
+            depth = 0
+        else:
+            match = _LAYER.search(param_name)
+            depth = int(match.group(1)) + 1 if match else top
+        return self.layerwise_lr_decay ** (top - depth) * (self.head_lr_multiplier if depth == top else 1.0)
 
 
 class TokenizerFeaturizer:

@@ -129,9 +129,8 @@ def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArgumen
 
 
 def param_groups(module: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """No weight decay on biases and norms; layer-wise LR decay for pretrained encoders that ask for it."""
+    """No weight decay on biases and norms; per-parameter LR factors from specs that have ``lr_scale``."""
     spec = config.model
-    decay = getattr(spec, "layerwise_lr_decay", 1.0)
     num_layers = int(getattr(getattr(module, "config", None), "num_hidden_layers", 0) or 0)
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, param in module.named_parameters():
@@ -140,8 +139,8 @@ def param_groups(module: nn.Module, config: TrainConfig) -> list[dict[str, Any]]
         sparse = getattr(spec, "sparse", False) and name.startswith("embedding")  # sparse grads: no decay
         wd = 0.0 if sparse or any(tag in name.lower() for tag in _NO_DECAY) else config.weight_decay
         lr = config.learning_rate
-        if decay < 1.0 and hasattr(spec, "layer_depth"):
-            lr *= decay ** (num_layers + 1 - spec.layer_depth(name, num_layers))
+        if hasattr(spec, "lr_scale"):
+            lr *= spec.lr_scale(name, num_layers)
         groups.setdefault((lr, wd), []).append(param)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
