@@ -192,14 +192,15 @@ class HashingFeaturizer:
         np.cumsum(counts[:-1], out=offsets[1:])
         if not self.word_ngrams:
             return char_ids.reshape(-1), offsets
-        chars, words = char_ids.reshape(-1), word_ids
-        c_end, w_end = np.cumsum(char_counts).tolist(), np.cumsum(word_counts).tolist()
-        pieces: list[np.ndarray] = []
-        c0 = w0 = 0
-        for c1, w1 in zip(c_end, w_end, strict=True):  # per text, not per n-gram: two views each
-            pieces += (chars[c0:c1], words[w0:w1])
-            c0, w0 = c1, w1
-        return (np.concatenate(pieces) if pieces else chars), offsets
+        # Scatter both blocks into place: char element i of text t lands at i + (word ids of texts < t),
+        # word element j of text t at j + (char ids of texts <= t). No Python loop over texts.
+        words_before = np.cumsum(word_counts) - word_counts
+        chars_through = np.cumsum(char_counts)
+        merged = np.empty(int(counts.sum()), dtype=np.int64)
+        chars = char_ids.reshape(-1)
+        merged[np.arange(len(chars)) + np.repeat(words_before, char_counts)] = chars
+        merged[np.arange(len(word_ids)) + np.repeat(chars_through, word_counts)] = word_ids
+        return merged, offsets
 
     # ---------------------------------------------------------------- Featurizer protocol
     def encode(self, texts: Sequence[str]) -> list[dict[str, Any]]:

@@ -82,6 +82,35 @@ class HashingBag(nn.Module):
         pooled = self.embedding(input_ids, offsets)  # (B, dim)
         return classification_output(self.head(pooled), labels)  # logits (B, C)
 
+    def for_inference(self) -> nn.Module:
+        """An equivalent module for prediction; without a hidden layer, the head folded into the table.
+
+        The mean of the rows then a linear map equals the mean of linearly mapped rows, so a (buckets, C)
+        table replaces the (buckets, dim) one: the same logits (to float rounding) from a table ``dim / C``
+        times smaller, which is what a memory-bound EmbeddingBag is paying for (fastText's trick for
+        linear models). With a hidden layer (a non-linearity after pooling) the module is returned as is.
+        """
+        linear = self.head[-1]
+        if len(self.head) != 2 or not isinstance(linear, nn.Linear):
+            return self
+        return FoldedHashingBag(self.embedding.weight, linear)
+
+
+class FoldedHashingBag(nn.Module):
+    """Inference-only HashingBag: EmbeddingBag(mean) over a table of per-n-gram logits + the bias."""
+
+    def __init__(self, embedding: torch.Tensor, linear: nn.Linear) -> None:
+        super().__init__()
+        with torch.no_grad():  # float64 product: the folded table adds no rounding of its own
+            table = (embedding.double() @ linear.weight.double().T).to(embedding.dtype)
+        self.embedding = nn.EmbeddingBag.from_pretrained(table, freeze=True, mode="mean")
+        self.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    def forward(
+        self, input_ids: torch.Tensor, offsets: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        return classification_output(self.embedding(input_ids, offsets) + self.bias, labels)
+
 
 @register_builder("hashing_bag")
 def hashing_bag(

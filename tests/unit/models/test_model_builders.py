@@ -46,3 +46,21 @@ def test_spec_validation() -> None:
         HashingBagSpec(char_ngrams=(4, 2))
     with pytest.raises(ValueError):
         HashingBagSpec(buckets=10)
+
+
+@pytest.mark.parametrize("hidden", [0, 16])
+def test_hashing_bag_for_inference_gives_the_same_logits(hidden: int) -> None:
+    from miniml.models.hashing_bag import FoldedHashingBag, HashingBag
+
+    torch.manual_seed(0)
+    model = HashingBag(4096, 32, 5, hidden=hidden).eval()
+    torch.nn.init.normal_(model.embedding.weight)  # a trained-looking table, not the tiny init
+    ids = torch.randint(0, 4096, (300,))
+    offsets = torch.tensor([0, 7, 8, 150, 299])
+    fast = model.for_inference()
+    assert isinstance(fast, FoldedHashingBag) == (hidden == 0)
+    with torch.inference_mode():
+        want, got = model(ids, offsets)["logits"], fast(ids, offsets)["logits"]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    if hidden == 0:  # the folded table holds one logit per class instead of `dim` features
+        assert fast.embedding.weight.shape == (4096, 5)
