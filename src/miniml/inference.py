@@ -60,8 +60,8 @@ class TorchPredictor:
             from miniml.optimize.quantize import apply_saved_quantization
 
             module, device = apply_saved_quantization(module, self.info), "cpu"  # int8 kernels: CPU only
-        elif hasattr(module, "for_inference"):  # an equivalent, faster module for prediction only
-            module = module.for_inference()
+        elif callable(fold := getattr(module, "for_inference", None)):  # equivalent, faster to predict
+            module = fold()
         self.device = torch.device(device)
         self.module = module.to(self.device)
         self._lock = threading.Lock()  # modules and tokenizers are not re-entrant
