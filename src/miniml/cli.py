@@ -112,6 +112,20 @@ ModelArg = Annotated[
 ]
 
 
+def log_progress_off_terminal() -> None:
+    """Off a terminal (CI, nohup, a pipe) the progress bar is silent: print its log lines instead."""
+    import logging
+    import sys
+
+    if sys.stderr.isatty():
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("miniml.train")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 @app.command("train")
 def train_cmd(
     config: ConfigArg,
@@ -131,6 +145,7 @@ def train_cmd(
 
     hf_logging.set_verbosity_error()  # the progress bar and the summary below say what matters
     hf_logging.disable_progress_bar()  # e.g. "Writing model shards" at every checkpoint
+    log_progress_off_terminal()
     result = train(load_train_config(config, set_ or []), resume=resume)
     version = f"version {result.model_version}" if result.model_version is not None else "not registered"
     figures = " · ".join(

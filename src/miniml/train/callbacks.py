@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from miniml.train.checkpoints import seal_checkpoint
 
 log = logging.getLogger("miniml.train")
+_DETAIL = re.compile(r"/|precision|recall|weighted|_per_second|flos")
 
 
 class RichProgress(TrainerCallback):
@@ -79,7 +81,9 @@ class RichProgress(TrainerCallback):
             self.loss = float(logs["loss"])
         seconds = max(time.perf_counter() - self.start[0], 1e-9)
         rate = (state.global_step - self.start[1]) * self.examples_per_step / seconds
-        shown = " ".join(f"{k} {v:.4g}" for k, v in logs.items() if isinstance(v, int | float))
+        shown = " ".join(  # one readable line: per-class and precision/recall figures go to MLflow only
+            f"{k} {v:.4g}" for k, v in logs.items() if isinstance(v, int | float) and not _DETAIL.search(k)
+        )
         log.info("step %d/%d · %.1f ex/s · %s", state.global_step, state.max_steps, rate, shown)
 
     def on_train_end(
