@@ -6,9 +6,11 @@
 - ``litserve``: LitServe with its own dynamic batching (``max_batch_size``, ``batch_timeout``), the
   ``LitAPI`` hooks running the same model and tokenizer.
 
-Both load the miniml model folder with ``transformers`` directly (it is a regular Hugging Face folder:
-config.json, tokenizer, safetensors), answer ``POST /predict {"text": ...}`` with label + score, and expose
-``GET /health``.
+Both load the miniml model folder with ``transformers`` directly (config.json, tokenizer, safetensors):
+with ``pooling: cls`` it is a plain ``AutoModelForSequenceClassification`` folder; with ``pooling: mean``
+(the reviews recipe) the same weights go into the small ``PreTrainedModel`` subclass of
+``mean_pool_class``, what a user of the seeds' approach would write for a custom head. Both answer
+``POST /predict {"text": ...}`` with label + score, and expose ``GET /health``.
 
     python bench/serve_baselines.py fastapi MODEL_FOLDER PORT
     python bench/serve_baselines.py litserve MODEL_FOLDER PORT --max-batch-size 32 --batch-timeout 0.005
@@ -19,13 +21,57 @@ from pathlib import Path
 from typing import Any
 
 
+def load_model(folder: Path) -> Any:
+    """The folder's classifier as a ``transformers`` model (mean pooling: ``MeanPoolForClassification``)."""
+    import json
+
+    from transformers import AutoModelForSequenceClassification
+
+    pooling = json.loads((folder / "builder.json").read_text()).get("pooling", "cls")
+    if pooling == "cls":
+        return AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    model = mean_pool_class()(AutoConfig.from_pretrained(folder))
+    model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
+    return model.eval()
+
+
+def mean_pool_class() -> Any:
+    """A Hugging Face model class for miniml's ``pooling: mean`` head (encoder → masked mean → linear)."""
+    import torch
+    from transformers import AutoModel, PreTrainedModel
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPoolForClassification(PreTrainedModel):
+        base_model_prefix = "encoder"
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self.encoder = AutoModel.from_config(config)
+            self.classifier = torch.nn.Linear(config.hidden_size, config.num_labels)
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None, **_: Any) -> Any:
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return SequenceClassifierOutput(logits=self.classifier(pooled))
+
+    return MeanPoolForClassification
+
+
 def fastapi_pipeline(folder: Path, port: int, max_length: int) -> None:
     import uvicorn
     from fastapi import FastAPI
     from pydantic import BaseModel
     from transformers import pipeline
 
-    classifier = pipeline("text-classification", model=str(folder), tokenizer=str(folder), device="cpu")
+    classifier = pipeline(
+        "text-classification", model=load_model(folder), tokenizer=str(folder), device="cpu"
+    )
     app = FastAPI()
 
     class Review(BaseModel):
@@ -70,10 +116,10 @@ class ClassifierAPI(_LitAPI):  # type: ignore[misc,valid-type]
         self.max_length = max_length
 
     def setup(self, device: str) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+        self.model = load_model(Path(self.folder))
         self.labels = self.model.config.id2label
 
     def decode_request(self, request: dict[str, Any]) -> str:
