@@ -10,6 +10,8 @@ batched throughput (no HTTP) as the ceiling:
 
     python bench/serve_compare.py --model models:/reviews@champion       # a trained reviews model
     python bench/serve_compare.py                                         # fine-tunes MiniLM briefly first
+    python bench/serve_compare.py --model models:/reviews/1 --also models:/reviews/2 models:/reviews/3
+        # + miniml rows for other versions of the same weights (`miniml optimize --onnx`, `--onnx --int8`)
 
 Targets (issue 4): (c) >= 3x (a) with a lower p99, (c) ahead of (b), (c) >= 80% of offline throughput.
 Needs the ``bench`` extra (``pip install -e .[bench]``: litserve).
@@ -82,6 +84,42 @@ def max_length_of(folder: Path) -> int:
     return int(settings.get("max_length", 128))
 
 
+def resolve_folder(uri: str) -> Path:
+    from miniml.serve.runtime import resolve
+
+    return resolve(uri).path
+
+
+def predict_path(folder: Path) -> str:
+    return f"/v1/models/{json.loads((folder / 'miniml.json').read_text())['name']}/predict"
+
+
+def miniml(folder: Path, name: str, args: argparse.Namespace) -> Server:
+    sets = [
+        f"batching.max_batch_size={args.max_batch_size}",
+        f"batching.max_wait_ms={args.max_wait_ms}",
+        "cache.backend=none",  # every request runs the model, like the others
+    ]
+    if args.micro_batch_size:
+        sets.append(f"batching.micro_batch_size={args.micro_batch_size}")
+    sets += [f"batching.workers={args.workers}"] if args.workers else []
+    server = miniml_server([str(folder)], free_port(), sets)
+    server.name = name
+    return server
+
+
+def offline_ceiling(folder: Path, texts: list[str], args: argparse.Namespace) -> float:
+    """The model's best offline throughput: plain batches, or length-sorted chunks as the server runs them."""
+    from miniml.modelfolder import read_info
+
+    runtime = read_info(folder).runtime
+    chunk = args.micro_batch_size or {"onnx": 4}.get(runtime, 16)
+    plain = offline_throughput(folder, texts[:512], args.max_batch_size)
+    chunked = offline_throughput(folder, texts[:512], args.max_batch_size, micro_batch=chunk)
+    print(f"   offline {folder.name}: {plain:.1f} texts/s plain, {chunked:.1f} in sorted chunks of {chunk}")
+    return max(plain, chunked)
+
+
 def baseline(kind: str, folder: Path, args: argparse.Namespace) -> Server:
     port = free_port()
     cmd = [sys.executable, str(REPO / "bench" / "serve_baselines.py"), kind, str(folder), str(port)]
@@ -125,7 +163,19 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2000, help="distinct SST-5 sentences cycled as bodies")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5)
-    parser.add_argument("--micro-batch-size", type=int, default=8, help="miniml: length-sorted chunks")
+    parser.add_argument(
+        "--micro-batch-size",
+        type=int,
+        default=None,
+        help="miniml: length-sorted chunks (default: by runtime)",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="miniml: batching.workers (replicas)")
+    parser.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        help="more miniml rows: other versions of the same weights (e.g. `miniml optimize --onnx [--int8]`)",
+    )
     parser.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument(
         "--only", nargs="*", choices=["fastapi", "litserve", "miniml"], help="subset of servers"
@@ -146,43 +196,41 @@ def main() -> None:
         results.append(run_one(baseline("fastapi", folder, args), "/predict", text_body, texts, args))
     if "litserve" in only:
         results.append(run_one(baseline("litserve", folder, args), "/predict", text_body, texts, args))
+    offline: dict[str, float] = {}
     if "miniml" in only:
-        sets = [
-            f"batching.max_batch_size={args.max_batch_size}",
-            f"batching.max_wait_ms={args.max_wait_ms}",
-            f"batching.micro_batch_size={args.micro_batch_size}",
-            "cache.backend=none",  # every request runs the model, like the others
-        ]
-        server = miniml_server([str(folder)], free_port(), sets)
-        server.name = "(c) miniml serve"
-        name = json.loads((folder / "miniml.json").read_text())["name"]
-        results.append(run_one(server, f"/v1/models/{name}/predict", miniml_body, texts, args))
-
-    print("-- offline batched throughput (no HTTP)", flush=True)
-    plain = offline_throughput(folder, texts[:512], args.max_batch_size)
-    chunked = offline_throughput(folder, texts[:512], args.max_batch_size, micro_batch=args.micro_batch_size)
-    offline = max(plain, chunked)  # the better offline strategy is the ceiling
+        servings = [("(c) miniml serve", folder)]
+        servings += [(f"(c{i + 2}) miniml serve", resolve_folder(uri)) for i, uri in enumerate(args.also)]
+        for label, served in servings:
+            runtime = json.loads((served / "miniml.json").read_text()).get("runtime", "torch")
+            name = f"{label}, {runtime}"
+            results.append(
+                run_one(miniml(served, name, args), predict_path(served), miniml_body, texts, args)
+            )
+            offline[name] = offline_ceiling(served, texts, args)
     print_table(results, args.clients)
     print(
-        f"\noffline batched: {plain:.1f} texts/s (batches of {args.max_batch_size}); "
-        f"{chunked:.1f} texts/s (length-sorted chunks of {args.micro_batch_size})"
+        "\noffline ceiling (no HTTP, best of batches of {} and length-sorted chunks): {}".format(
+            args.max_batch_size, ", ".join(f"{k}: {v:.1f} texts/s" for k, v in offline.items())
+        )
     )
-    by = {r.name[:3]: r for r in results}
-    if "(c)" in by:
-        c = by["(c)"]
-        if "(a)" in by:
-            print(
-                f"(c) / (a) throughput: {c.rps / max(by['(a)'].rps, 1e-9):.2f}x (target >= 3x); "
-                f"p99 {c.p99_ms:.1f} vs {by['(a)'].p99_ms:.1f} ms (target: lower)"
-            )
-        if "(b)" in by:
-            print(f"(c) / (b) throughput: {c.rps / max(by['(b)'].rps, 1e-9):.2f}x (target > 1x)")
-        print(f"(c) / offline: {c.rps / offline:.0%} (target >= 80%)")
+    base = {r.name[:3]: r for r in results}
+    for c in results:
+        if c.name not in offline:
+            continue
+        line = f"{c.name}: {c.rps / offline[c.name]:.0%} of its offline ceiling (target >= 80%)"
+        if "(a)" in base:
+            a = base["(a)"]
+            line += f"; {c.rps / max(a.rps, 1e-9):.2f}x (a) (target >= 3x)"
+            line += f", p99 {c.p99_ms:.0f} vs {a.p99_ms:.0f} ms"
+        if "(b)" in base:
+            line += f"; {c.rps / max(base['(b)'].rps, 1e-9):.2f}x (b) (target > 1x)"
+        print(line)
     print(f"machine after the run: load average {os.getloadavg()[0]:.2f}")
     if args.out:
         report = {
             "machine": machine(),
             "offline_texts_per_s": offline,
+            "also": args.also,
             "results": [r.row() for r in results],
             "clients": args.clients,
             "duration_s": args.duration,

@@ -7,6 +7,11 @@ fill), runs the batch function off the event loop and hands every result back wi
 ``call_soon_threadsafe`` per batch. Under load the queue fills while the previous batch runs, so batches form
 without any waiting.
 
+With ``workers`` > 1, that many worker threads take batches from the one queue (each runs its own model
+replica, see ``current_worker``): a small model on CPU runs faster as single-thread replicas side by side
+than as one model on all cores (MiniLM int8 ONNX on 2 cores, one text at a time: 337 texts/s as two
+one-thread replicas, 285 as one two-thread model).
+
 Hand-written (about 200 lines) because the batching loops of LitServe and Ray Serve are internal to their
 servers. A ``threading.Condition`` in the worker instead of ``asyncio`` timers keeps the event loop's share
 of the work to an append and a notify per request.
@@ -30,6 +35,14 @@ Y = TypeVar("Y")
 M = TypeVar("M")
 
 log = logging.getLogger("miniml.serve")
+
+
+_worker = threading.local()
+
+
+def current_worker() -> int:
+    """Index of the batcher worker thread running the caller (0 outside a worker)."""
+    return int(getattr(_worker, "index", 0))
 
 
 class QueueFullError(Exception):
@@ -76,8 +89,10 @@ class Batcher(Generic[X, M, Y]):
         timeout_s: float,
         on_start: Callable[[], None] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        workers: int = 1,
     ) -> None:
         self.fn = fn
+        self.workers = max(1, workers)
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
@@ -91,7 +106,7 @@ class Batcher(Generic[X, M, Y]):
         self._closed = False
         self._rate = 0.0  # inputs per second, moving average: sizes Retry-After
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def pending(self) -> int:
@@ -101,8 +116,13 @@ class Batcher(Generic[X, M, Y]):
     def start(self) -> None:
         """Start the worker thread; call from the event loop that will ``submit``."""
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._work, name=f"batcher-{self.name}", daemon=True)
-        self._thread.start()
+        for i in range(self.workers):
+            suffix = f"-{i}" if self.workers > 1 else ""
+            thread = threading.Thread(
+                target=self._work, args=(i,), name=f"batcher-{self.name}{suffix}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
 
     async def submit(self, items: list[X]) -> tuple[M, list[Y]]:
         """Queue ``items`` and wait for their outputs (same order)."""
@@ -132,8 +152,8 @@ class Batcher(Generic[X, M, Y]):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
 
     def _retry_after(self) -> int:
         rate = self._rate or 1.0
@@ -145,7 +165,8 @@ class Batcher(Generic[X, M, Y]):
             job.future.set_exception(BatchTimeoutError(f"no result within {self.timeout_s:g}s"))
 
     # ------------------------------------------------------------------ worker thread
-    def _work(self) -> None:
+    def _work(self, index: int = 0) -> None:
+        _worker.index = index
         if self._on_start is not None:
             self._on_start()
         while (jobs := self._collect()) is not None:
@@ -180,6 +201,8 @@ class Batcher(Generic[X, M, Y]):
             if not job.abandoned:
                 jobs.append(job)
                 size += len(job.items)
+        if self._jobs and self.workers > 1:  # work left: another worker may take it now
+            self._cond.notify()
         return jobs
 
     def _run(self, jobs: list[_Job[X]]) -> None:

@@ -14,7 +14,13 @@ from functools import partial
 from typing import Any
 
 from miniml.errors import ConfigError
-from miniml.serve.batching import Batcher, BatcherClosedError, BatchTimeoutError, QueueFullError
+from miniml.serve.batching import (
+    Batcher,
+    BatcherClosedError,
+    BatchTimeoutError,
+    QueueFullError,
+    current_worker,
+)
 from miniml.serve.cache import Cache, build_cache
 from miniml.serve.errors import QueueFull, RequestTimeout, Unavailable
 from miniml.serve.metrics import ServeMetrics
@@ -59,6 +65,7 @@ class ServedModel:
             timeout_s=b.request_timeout_s,
             on_start=partial(pin_torch_threads, threads),
             on_batch=self._observe_batch,
+            workers=b.workers if model.task == "classification" else 1,
         )
         self._hits = metrics.cache_hits.labels(self.name)
         self._misses = metrics.cache_misses.labels(self.name)
@@ -132,7 +139,7 @@ class ServedModel:
 
     def _run_batch(self, items: list[Any]) -> tuple[LoadedModel, Any]:
         model = self._current  # read once: the whole batch runs on one version
-        return model, self.handler.predict(model, items)
+        return model, self.handler.predict(model.replica(current_worker()), items)
 
     def _observe_batch(self, size: int, seconds: float) -> None:
         self._batch_size.observe(size)
@@ -158,9 +165,10 @@ def load_models(settings: ServeSettings) -> list[tuple[LoadedModel, TaskHandler[
     handlers = [
         handler_for(read_info(s.path).task, settings.batching) for s in sources
     ]  # unsupported task: before loading
-    threads = inference_threads(settings.batching.threads, len(sources))
+    workers = settings.batching.workers
+    threads = inference_threads(settings.batching.threads, len(sources), workers)
     return [
-        (load_model(s, threads=threads, device=settings.device, warm_up=h.warm_up), h)
+        (load_model(s, threads=threads, device=settings.device, warm_up=h.warm_up, workers=workers), h)
         for s, h in zip(sources, handlers, strict=True)
     ]
 
@@ -182,7 +190,8 @@ class ModelSet:
 
     async def start(self, loaded: list[tuple[LoadedModel, TaskHandler[Any, Any]]]) -> None:
         """Start a batcher per model and a follower per aliased model (on the running loop)."""
-        threads = inference_threads(self.settings.batching.threads, len(loaded))
+        workers = self.settings.batching.workers
+        threads = inference_threads(self.settings.batching.threads, len(loaded), workers)
         for model, handler in loaded:
             served = ServedModel(model, handler, self.settings, self.metrics, threads=threads)
             served.batcher.start()
@@ -194,6 +203,7 @@ class ModelSet:
                     threads=threads,
                     device=self.settings.device,
                     warm_up=handler.warm_up,
+                    workers=workers,
                 )
                 self._followers.append(asyncio.create_task(follower.run(), name=f"follow-{model.name}"))
 

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,10 +42,17 @@ class LoadedModel:
     predictor: Any
     key: str = field(default="", compare=False)  # cache namespace: unique per model version
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    replicas: tuple[Any, ...] = field(default=(), compare=False)  # more predictors: one per extra worker
 
     @property
     def task(self) -> str:
         return self.info.task
+
+    def replica(self, worker: int) -> LoadedModel:
+        """This version as seen by batcher worker ``worker``: its own predictor (worker 0: ``predictor``)."""
+        if worker == 0 or not self.replicas:
+            return self
+        return replace(self, predictor=self.replicas[(worker - 1) % len(self.replicas)], replicas=())
 
 
 @dataclass(frozen=True)
@@ -91,16 +98,25 @@ def load_model(
     device: str | None,
     alias: str | None = None,
     warm_up: Callable[[LoadedModel], None] | None = None,
+    workers: int = 1,
 ) -> LoadedModel:
-    """Load the predictor of ``source`` (blocking: call off the event loop) and warm it up."""
+    """Load the predictor of ``source`` (blocking: call off the event loop) and warm it up.
+
+    With ``workers`` > 1 a classifier is loaded once per batcher worker (``replicas``), each predictor with
+    ``threads`` threads; a generator stays single (its batching loop is its own).
+    """
     from miniml.inference import load_predictor
 
+    replicas: tuple[Any, ...] = ()
     if read_info(source.path).task in ("seq2seq", "causal_lm"):  # issue 5: a Generator, not a Predictor
         from miniml.serve.generate import load_generator
 
         predictor: Any = load_generator(source.path, threads=threads, device=device)
     else:
         predictor = load_predictor(source.path, threads=threads, device=device)
+        replicas = tuple(
+            load_predictor(source.path, threads=threads, device=device) for _ in range(workers - 1)
+        )
     model = LoadedModel(
         name=source.name,
         uri=source.uri,
@@ -110,9 +126,11 @@ def load_model(
         info=predictor.info,
         predictor=predictor,
         key=version_key(source),
+        replicas=replicas,
     )
     if warm_up is not None:
-        warm_up(model)
+        for worker in range(1 + len(replicas)):
+            warm_up(model.replica(worker))
     return model
 
 
@@ -124,9 +142,9 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def inference_threads(configured: int | None, n_models: int) -> int:
-    """Threads per model worker: the configured number, else the cores shared among the models."""
-    return configured or max(1, usable_cores() // max(1, n_models))
+def inference_threads(configured: int | None, n_models: int, workers: int = 1) -> int:
+    """Threads per model worker: the configured number, else the cores shared among all workers."""
+    return configured or max(1, usable_cores() // max(1, n_models * workers))
 
 
 def pin_torch_threads(threads: int) -> None:
@@ -156,8 +174,10 @@ class AliasFollower:
         threads: int | None,
         device: str | None,
         warm_up: Callable[[LoadedModel], None] | None = None,
+        workers: int = 1,
     ) -> None:
         self.served = served
+        self.workers = workers
         self.interval_s = interval_s
         self.threads = threads
         self.device = device
@@ -214,6 +234,7 @@ class AliasFollower:
             device=self.device,
             alias=current.alias,
             warm_up=self.warm_up,
+            workers=self.workers,
         )
         if new.task != current.task:
             raise ModelError(

@@ -68,11 +68,18 @@ class BatchingSettings(StepConfig):
         ge=1,
         description="torch threads per model worker; default: usable cores // number of models",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="classifier replicas per model, each on its own worker thread with threads // workers "
+        "threads: for small models on CPU, single-thread replicas beat one model on all cores",
+    )
     micro_batch_size: int | None = Field(
         default=None,
         ge=1,
         description="run each batch as length-sorted chunks of this many inputs (transformers on CPU: less "
-        "padding); None: one forward pass per batch",
+        "padding); None: by runtime for models that pad (ONNX 4, torch 16), else one pass per batch",
     )
 
 

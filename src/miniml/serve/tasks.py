@@ -122,7 +122,9 @@ class ClassificationHandler:
 
     With ``micro_batch_size`` a merged batch runs as length-sorted chunks of that many texts: a transformer
     on CPU pads every text to the longest of its chunk, and sorting first cuts that waste (MiniLM on SST-5,
-    one core: 19.6 ms/text as one batch of 32, 12.4 ms/text as sorted chunks of 8).
+    one core: 19.6 ms/text as one batch of 32, 12.4 ms/text as sorted chunks of 8). Unset, the chunk size
+    follows the runtime (``default_chunk``): ONNX Runtime is fastest on small chunks, torch eager on larger
+    ones, and models without padding (hashing n-grams) run each batch whole.
     """
 
     route: ClassVar[str] = "predict"
@@ -143,7 +145,8 @@ class ClassificationHandler:
         return item
 
     def predict(self, model: LoadedModel, items: list[str]) -> Sequence[np.ndarray]:
-        size = self.micro_batch_size
+        """One probability row per text, computed in length-sorted chunks when the model pads."""
+        size = self.micro_batch_size or default_chunk(model)
         if size is None or len(items) <= size:
             probs: np.ndarray = model.predictor.predict_proba(items)  # (B, C) float32
             return list(probs)  # unbatch: one (C,) row per input
@@ -151,7 +154,8 @@ class ClassificationHandler:
         rows: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(items)
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
-            for i, row in zip(chunk, model.predictor.predict_proba([items[i] for i in chunk]), strict=True):
+            probs = model.predictor.predict_proba([items[i] for i in chunk])
+            for i, row in zip(chunk, probs, strict=True):
                 rows[i] = row
         return rows
 
@@ -179,6 +183,19 @@ class ClassificationHandler:
                 f"model {model.name} returned probabilities of shape {probs.shape} for "
                 f"{len(model.info.labels)} labels; its folder is inconsistent"
             )
+
+
+# Texts per chunk by runtime, for models that pad (tokenizers). MiniLM on SST-5, 2 cores, 16 clients: ONNX
+# Runtime 153 req/s in chunks of 4 vs 136 in chunks of 8; torch 115 texts/s in chunks of 16 vs 110 in 8.
+_CHUNK = {"onnx": 4, "torch": 16}
+_PADDED = {"tokenizer", "vocab"}
+
+
+def default_chunk(model: LoadedModel) -> int | None:
+    """Length-sorted chunk size for a model that pads its batches; None (one pass) for one that does not."""
+    if model.info.preprocessing.get("kind") not in _PADDED:
+        return None
+    return _CHUNK.get(model.info.runtime)
 
 
 def classification_handler(settings: BatchingSettings) -> ClassificationHandler:

@@ -129,3 +129,31 @@ async def test_on_start_and_on_batch_hooks_run_on_the_worker() -> None:
     await batcher.submit([1, 2])
     await batcher.close()
     assert seen == [("start", "batcher-hooks"), ("batch", 2)]
+
+
+async def test_several_workers_share_the_queue_and_know_their_index() -> None:
+    from miniml.serve.batching import current_worker
+
+    seen: set[int] = set()
+    release = threading.Event()
+
+    def slow(items: list[int]) -> tuple[str, Sequence[int]]:
+        seen.add(current_worker())
+        release.wait(2)  # hold the first batch: the second must go to the other worker
+        return "v1", [2 * x for x in items]
+
+    batcher: Batcher[int, str, int] = Batcher(
+        slow, name="w", max_batch_size=1, max_wait_ms=0, queue_size=100, timeout_s=5, workers=2
+    )
+    batcher.start()
+    first = asyncio.create_task(batcher.submit([1]))
+    second = asyncio.create_task(batcher.submit([2]))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(seen) == 2:
+            break
+    release.set()
+    assert await first == ("v1", [2]) and await second == ("v1", [4])
+    await batcher.close()
+    assert seen == {0, 1}
+    assert current_worker() == 0  # outside a worker
