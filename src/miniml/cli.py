@@ -395,6 +395,10 @@ def optimize(
         str | None,
         typer.Option("--calibration", help="Dataset whose validation split calibrates static int8."),
     ] = None,
+    finetune_steps: Annotated[
+        int | None,
+        typer.Option("--finetune-steps", help="Fine-tune this many steps after pruning (masks kept)."),
+    ] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset to compare quality on.")] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Register even if quality dropped too much.")
@@ -405,7 +409,14 @@ def optimize(
     """Optimize a model (ONNX, int8, pruning), compare it with its parent and register it as a new version."""
     from miniml.optimize.cli import run_optimize
 
-    flags = {"onnx": onnx, "int8": int8, "prune": prune, "calibration": calibration, "dataset": dataset}
+    flags = {
+        "onnx": onnx,
+        "int8": int8,
+        "prune": prune,
+        "calibration": calibration,
+        "finetune_steps": finetune_steps,
+        "dataset": dataset,
+    }
     run_optimize(model_uri, config, overrides or [], flags, force=force)
 
 

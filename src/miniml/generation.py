@@ -177,10 +177,15 @@ class Generator:
             )
         fmt = parse_format(info.preprocessing)
         module = task_module(info.task)
-        device = device or default_device()
+        quantized = bool((info.model_extra or {}).get("quantization"))  # by `miniml optimize --int8`
+        device = "cpu" if quantized else (device or default_device())  # int8 kernels: CPU only
         from miniml.tasks.generative import load_saved
 
         loaded = load_saved(Path(folder), module.auto_class(), lambda: module.load_base(fmt.source), device)
+        if quantized:
+            from miniml.optimize.quantize import apply_saved_quantization
+
+            loaded.model = apply_saved_quantization(loaded.model, info)
         return cls(loaded, fmt, info)
 
     @property

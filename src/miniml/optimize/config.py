@@ -52,6 +52,21 @@ class PruneSettings(BaseModel):
     )
 
 
+class FinetuneSettings(BaseModel):
+    """Short fine-tuning after pruning, on a split of the model's dataset (pruned weights stay zero)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(0, ge=0, le=1_000_000, description="optimizer steps after pruning (0: no fine-tuning)")
+    learning_rate: float = Field(5e-5, gt=0.0, le=10.0)
+    batch_size: int = Field(16, ge=1, le=65536)
+    split: str = Field("train", min_length=1, description="split of the dataset to fine-tune on")
+    optimizer: Literal["adamw", "sgd", "adagrad"] | None = Field(
+        None, description="None: adamw, or adagrad for models with sparse embedding gradients"
+    )
+    seed: int = 42
+
+
 class MeasureSettings(BaseModel):
     """How the comparison report measures speed and quality."""
 
@@ -88,6 +103,7 @@ class OptimizeConfig(StepConfig):
     export: ExportSettings = Field(default_factory=lambda: ExportSettings.model_validate({}))
     quantize: QuantizeSettings = Field(default_factory=lambda: QuantizeSettings.model_validate({}))
     pruning: PruneSettings = Field(default_factory=lambda: PruneSettings.model_validate({}))
+    finetune: FinetuneSettings = Field(default_factory=lambda: FinetuneSettings.model_validate({}))
     measure: MeasureSettings = Field(default_factory=lambda: MeasureSettings.model_validate({}))
 
     @model_validator(mode="after")
@@ -98,4 +114,6 @@ class OptimizeConfig(StepConfig):
             )
         if self.calibration is not None and not self.int8:
             raise ValueError("calibration is for static int8 quantization: add int8 (--int8)")
+        if self.finetune.steps and self.prune is None:
+            raise ValueError("finetune recovers quality after pruning: add prune (--prune SPARSITY)")
         return self

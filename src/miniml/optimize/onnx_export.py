@@ -48,7 +48,7 @@ def check_exportable(architecture: str, task: str) -> None:
     if task != "classification":
         raise ModelError(
             f"ONNX export supports classification models; this is a {task} model",
-            hint="optimize it with --prune only (seq2seq/causal_lm export is not supported)",
+            hint="drop --onnx: --int8 (PyTorch dynamic int8) and --prune work on seq2seq/causal_lm models",
         )
     if architecture not in _EXPORTERS:
         raise ModelError(

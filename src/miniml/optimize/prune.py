@@ -1,14 +1,18 @@
 """Magnitude pruning: global unstructured (``torch.nn.utils.prune``) and whole attention heads.
 
 Unstructured pruning zeroes the smallest-|w| fraction of all ``nn.Linear`` weights at once (made permanent
-with ``prune.remove``); dense kernels do not get faster from zeros, so it mainly prepares smaller compressed
-files and sparse kernels — the report says so with real numbers. Head pruning removes whole attention heads
-(their query/key/value rows and output-projection columns), which shrinks every matmul of the layer and does
-speed inference up; heads are ranked by the L2 norm of their weights, globally, keeping one per layer.
+with ``prune.remove``; ``unstructured_masks`` keeps the masks on while a short fine-tune runs, so pruned
+weights stay zero through it). Output projections tied to an input embedding are left alone: pruning them
+would prune the embedding too and break the tie when saved. Dense kernels do not get faster from zeros, so
+unstructured pruning mainly prepares smaller compressed files and sparse kernels — the report says so with
+real numbers. Head pruning removes whole attention heads (their query/key/value rows and output-projection
+columns), which shrinks every matmul of the layer and does speed inference up; heads are ranked by the L2
+norm of their weights, globally, keeping one per layer.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,8 +24,11 @@ from miniml.errors import ModelError
 
 
 def linear_weights(module: nn.Module) -> list[tuple[nn.Module, str]]:
-    """Every ``nn.Linear`` weight of ``module`` (what unstructured pruning ranks together)."""
-    return [(m, "weight") for m in module.modules() if isinstance(m, nn.Linear)]
+    """Every ``nn.Linear`` weight of ``module`` not tied to an embedding (what pruning ranks together)."""
+    embeddings = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding | nn.EmbeddingBag)}
+    return [
+        (m, "weight") for m in module.modules() if isinstance(m, nn.Linear) and id(m.weight) not in embeddings
+    ]
 
 
 def sparsity(module: nn.Module) -> dict[str, float]:
@@ -39,15 +46,30 @@ def sparsity(module: nn.Module) -> dict[str, float]:
     }
 
 
-def prune_global_unstructured(module: nn.Module, amount: float) -> dict[str, Any]:
-    """Zero the ``amount`` fraction of smallest-magnitude Linear weights, model-wide, permanently."""
+@contextlib.contextmanager
+def unstructured_masks(module: nn.Module, amount: float) -> Iterator[None]:
+    """Mask the ``amount`` fraction of smallest-|w| Linear weights model-wide; bake the masks in on exit.
+
+    Inside, every forward multiplies ``weight_orig`` by the fixed mask, so training cannot revive a pruned
+    weight; on exit ``prune.remove`` leaves plain zeroed tensors (no hooks) to save.
+    """
     params = linear_weights(module)
     if not params:
         raise ModelError(f"{type(module).__name__} has no Linear layers to prune", hint="drop --prune")
     with torch.no_grad():
         prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=float(amount))
-        for layer, name in params:
-            prune.remove(layer, name)  # bake the mask into the weight: no hooks, plain tensors to save
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, name in params:
+                prune.remove(layer, name)
+
+
+def prune_global_unstructured(module: nn.Module, amount: float) -> dict[str, Any]:
+    """Zero the ``amount`` fraction of smallest-magnitude Linear weights, model-wide, permanently."""
+    with unstructured_masks(module, amount):
+        pass
     return {"method": "global_unstructured", "requested": amount, **sparsity(module)}
 
 

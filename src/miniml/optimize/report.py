@@ -34,6 +34,27 @@ def _row(label: str, a: Any, b: Any, ratio: Any, spec: str = ".2f") -> str:
     return f"| {label} | {_fmt(a, spec)} | {_fmt(b, spec)} | {_fmt(ratio, '.2f')}{times} |"
 
 
+def quality_metric(report: dict[str, Any]) -> str:
+    """The metric the quality gate compares (accuracy for classifiers; reports may predate the key)."""
+    return str(report.get("quality_metric", "accuracy"))
+
+
+def parity_line(parity: dict[str, Any]) -> str:
+    """How close the optimized model's answers are to the parent's, in words."""
+    if "identical_outputs" in parity:  # generative: generated texts, compared whole
+        return (
+            f"Parity: {parity['identical_outputs']:.1%} of {parity['samples']} generated outputs are "
+            "identical to the parent's (greedy decoding, each model's own generation settings)."
+        )
+    export = parity.get("export_max_abs_diff")
+    return (
+        f"Parity: max |p_optimized − p_parent| = {parity['final_max_abs_diff']:.2e} on "
+        f"{parity['samples']} real texts"
+        + (f"; fp32 export {export:.2e}" if export is not None else "")
+        + "."
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown page: table, steps, parity, gate, machine."""
     p, o, r = report["parent"], report["optimized"], report["ratios"]
@@ -72,21 +93,17 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 _row(f"{report['split']} {key}", p["quality"][key], o["quality"].get(key), None, ".4f")
             )
+    if any(step.get("method") == "torch_dynamic" for step in report["steps"]):
+        lines += ["", "PyTorch int8 is applied when the model loads; the folder keeps fp32 weights on disk."]
     gate = report["gate"]
     lines += [
         "",
         f"Quality: {int(p['quality'].get('examples', 0))} examples of `{report['dataset']}` "
         f"split `{report['split']}`; "
-        f"accuracy drop {report['quality_drop']:+.4f} (limit {gate['max_quality_drop']:.4f}) → "
+        f"{quality_metric(report)} drop {report['quality_drop']:+.4f} "
+        f"(limit {gate['max_quality_drop']:.4f}) → "
         f"{'passed' if gate['passed'] else 'FAILED'}{' (forced)' if gate['forced'] else ''}.",
-        f"Parity: max |p_optimized − p_parent| = {report['parity']['final_max_abs_diff']:.2e} on "
-        f"{report['parity']['samples']} real texts"
-        + (
-            f"; fp32 export {report['parity']['export_max_abs_diff']:.2e}"
-            if report["parity"].get("export_max_abs_diff") is not None
-            else ""
-        )
-        + ".",
+        parity_line(report["parity"]),
         "",
         "## Steps",
         "",

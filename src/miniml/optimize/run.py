@@ -18,6 +18,7 @@ from typing import Any
 from miniml import paths
 from miniml.data.dataset import open_dataset
 from miniml.errors import ConfigError, MinimlError, ModelError
+from miniml.generation import GENERATIVE_TASKS
 from miniml.io import atomic_dir
 from miniml.modelfolder import ModelInfo, read_info, write_info
 from miniml.optimize import measure
@@ -85,6 +86,12 @@ def check_request(info: ModelInfo, cfg: OptimizeConfig) -> None:
 
 def eval_data(info: ModelInfo, cfg: OptimizeConfig) -> EvalData:
     """The real texts the comparison runs on: ``cfg.dataset`` or the dataset the parent was trained on."""
+    ref, frame = eval_frame(info, cfg)
+    return EvalData(ref, frame["input"].astype(str).tolist(), frame["target"].astype(str).tolist())
+
+
+def eval_frame(info: ModelInfo, cfg: OptimizeConfig) -> tuple[str, Any]:
+    """(dataset ref, the rows of ``cfg.split`` the comparison runs on, at most ``eval_limit``)."""
     ref = cfg.dataset
     if ref is None and info.dataset.get("name"):
         fp = info.dataset.get("fingerprint")
@@ -97,7 +104,7 @@ def eval_data(info: ModelInfo, cfg: OptimizeConfig) -> EvalData:
     frame = open_dataset(ref).split(cfg.split)
     if cfg.measure.eval_limit is not None:
         frame = frame.head(cfg.measure.eval_limit)
-    return EvalData(ref, frame["input"].astype(str).tolist(), frame["target"].astype(str).tolist())
+    return ref, frame
 
 
 def calibration_texts(cfg: OptimizeConfig) -> list[str]:
@@ -105,6 +112,13 @@ def calibration_texts(cfg: OptimizeConfig) -> list[str]:
         return []
     frame = open_dataset(cfg.calibration).split(cfg.quantize.calibration_split)
     return frame["input"].astype(str).head(cfg.quantize.calibration_samples).tolist()
+
+
+def tuning_frame(cfg: OptimizeConfig, ref: str) -> Any:
+    """The split short fine-tuning after pruning runs on (None when not asked)."""
+    if not cfg.finetune.steps:
+        return None
+    return open_dataset(ref).split(cfg.finetune.split)
 
 
 def output_folder(cfg: OptimizeConfig, name: str) -> Path:
@@ -150,6 +164,8 @@ def build(
         texts=data.texts[: cfg.measure.parity_samples],
         cfg=cfg,
         calibration=calibration_texts(cfg),
+        spec=loaded.spec if loaded else None,
+        tuning=tuning_frame(cfg, data.ref),
     )
     dest = output_folder(cfg, info.name)
     with tempfile.TemporaryDirectory(prefix="miniml-optimize-") as tmp, atomic_dir(dest, replace=True) as out:
@@ -192,7 +208,8 @@ def profile(
         "runtime": info.runtime,
         "size_bytes": measure.model_size_bytes(folder),
         "latency": {
-            str(b): measure.latency(predictor, data.texts, b, m.repeats, m.warmup) for b in m.batch_sizes
+            str(b): measure.latency(predictor.predict_proba, data.texts, b, m.repeats, m.warmup)
+            for b in m.batch_sizes
         },
         "quality": measure.quality(probs, data.targets, info.labels),
         "_probs": probs,
@@ -225,8 +242,10 @@ def compare(
     drop = parent["quality"]["accuracy"] - optimized["quality"]["accuracy"]
     return {
         "name": new_info.name,
+        "task": new_info.task,
         "dataset": data.ref,
         "split": cfg.split,
+        "quality_metric": "accuracy",
         "parent": parent,
         "optimized": optimized,
         "ratios": ratios(parent, optimized),
@@ -281,7 +300,7 @@ def track_and_register(name: str, folder: Path, report: dict[str, Any], cfg: Opt
             run.log_artifact(file, "report")
         if not report["gate"]["passed"] and not cfg.force:
             raise QualityGateError(
-                f"accuracy dropped by {report['quality_drop']:.4f} "
+                f"{report['quality_metric']} dropped by {report['quality_drop']:.4f} "
                 f"(> max_quality_drop {cfg.max_quality_drop:g}); "
                 f"not registered; report: {folder / 'optimize_report.md'}",
                 hint="pass --force to register anyway, or relax --set max_quality_drop=...",
@@ -304,6 +323,10 @@ def optimize_model(uri: str, cfg: OptimizeConfig) -> OptimizeResult:
 
     resolved = resolve_model(uri)
     info = read_info(resolved.path)
+    if info.task in GENERATIVE_TASKS:
+        from miniml.optimize.generative import optimize_generative
+
+        return optimize_generative(str(uri), resolved, info, cfg)
     check_request(info, cfg)
     data = eval_data(info, cfg)
     name = resolved.name or info.name

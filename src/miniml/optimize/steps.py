@@ -23,7 +23,7 @@ from miniml.optimize.config import OptimizeConfig
 from miniml.optimize.measure import max_abs_diff
 from miniml.optimize.onnx_export import export_onnx
 from miniml.optimize.onnx_runtime import ONNX_FILE, OnnxPredictor
-from miniml.optimize.prune import prune_global_unstructured, prune_heads
+from miniml.optimize.prune import prune_heads, sparsity, unstructured_masks
 
 
 class ParityError(ModelError):
@@ -56,6 +56,8 @@ class Work:
     steps: list[dict[str, Any]] = field(default_factory=list)
     onnx: Path | None = None  # current ONNX graph, once exported
     facts: dict[str, Any] = field(default_factory=dict)
+    spec: Any = None  # the parent's builder spec (torch parents)
+    tuning: Any = None  # the split fine-tuning runs on (a DataFrame), when asked
 
 
 def check_parity(work: Work, reference: Any, graph: Path, step: dict[str, Any]) -> None:
@@ -78,12 +80,32 @@ def graph_predictor(work: Work, graph: Path) -> OnnxPredictor:
 
 
 def step_prune(work: Work) -> None:
+    """Prune, fine-tune if asked (masks kept), and record the sparsity measured after both."""
     assert work.module is not None and work.cfg.prune is not None
+    amount = work.cfg.prune
     if work.cfg.pruning.method == "heads":
-        facts = prune_heads(work.module, work.cfg.prune)
-    else:
-        facts = prune_global_unstructured(work.module, work.cfg.prune)
-    work.steps.append({"step": "prune", **facts})
+        work.steps.append({"step": "prune", **prune_heads(work.module, amount)})
+        step_finetune(work)
+        return
+    step: dict[str, Any] = {"step": "prune"}
+    work.steps.append(step)
+    with unstructured_masks(work.module, amount):
+        step_finetune(work)
+    step.update({"method": "global_unstructured", "requested": amount, **sparsity(work.module)})
+    if work.tuning is not None:
+        step["measured"] = "after fine-tuning"
+
+
+def step_finetune(work: Work) -> None:
+    if work.tuning is None:
+        return
+    from miniml.modelfolder import read_info
+    from miniml.optimize.finetune import finetune
+
+    assert work.module is not None
+    labels = read_info(work.folder).labels
+    facts = finetune(work.module, work.featurizer, work.spec, labels, work.tuning, work.cfg.finetune)
+    work.steps.append(facts)
 
 
 def example_batch(work: Work) -> dict[str, torch.Tensor]:

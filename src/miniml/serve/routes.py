@@ -119,6 +119,7 @@ async def list_models(request: Request, state: State) -> ModelList:
                     alias=m.alias,
                     uri=m.uri,
                     task=m.task,
+                    runtime=m.info.runtime,
                     labels=m.info.labels,
                     loaded_at=m.loaded_at,
                 )

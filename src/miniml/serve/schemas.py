@@ -72,6 +72,7 @@ class ModelCard(BaseModel):
     alias: str | None = Field(description="the alias being followed, if loaded by models:/NAME@ALIAS")
     uri: str
     task: str
+    runtime: str = Field(description="torch or onnx (onnxruntime), from the model folder's miniml.json")
     labels: list[str]
     loaded_at: str
 

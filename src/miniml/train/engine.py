@@ -84,10 +84,18 @@ def precision_flags(precision: str) -> dict[str, Any]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArguments:
-    """Translate the config into TrainingArguments (evaluation and checkpoints at the same cadence)."""
+def training_arguments(
+    config: TrainConfig, output_dir: Path, *, checkpoints: bool = True
+) -> TrainingArguments:
+    """Translate the config into TrainingArguments (evaluation and checkpoints at the same cadence).
+
+    ``checkpoints=False`` trains straight through: no evaluation, no checkpoint, the last weights are kept
+    (short fine-tunes such as ``miniml optimize``'s recovery after pruning).
+    """
     cadence: dict[str, Any] = {"eval_strategy": "epoch", "save_strategy": "epoch"}
-    if config.eval_interval:
+    if not checkpoints:
+        cadence = {"eval_strategy": "no", "save_strategy": "no"}
+    elif config.eval_interval:
         cadence = {
             "eval_strategy": "steps",
             "eval_steps": config.eval_interval,
@@ -110,7 +118,7 @@ def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArgumen
         label_smoothing_factor=config.label_smoothing,
         logging_steps=config.logging_steps,
         save_total_limit=config.keep_checkpoints,
-        load_best_model_at_end=True,
+        load_best_model_at_end=checkpoints,
         metric_for_best_model=metric,
         greater_is_better="loss" not in metric,
         restore_callback_states_from_checkpoint=True,
@@ -170,9 +178,11 @@ def make_trainer(
     eval_examples: Sequence[dict[str, Any]],
     output_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
+    *,
+    checkpoints: bool = True,
 ) -> Trainer:
     """A Trainer for ``module`` with dynamic-padding collation, early stopping and sealed checkpoints."""
-    args = training_arguments(config, output_dir)
+    args = training_arguments(config, output_dir, checkpoints=checkpoints)
     extra: list[TrainerCallback] = [
         CheckpointSeal(),
         RichProgress(config.batch_size * config.gradient_accumulation_steps),

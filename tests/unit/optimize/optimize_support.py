@@ -60,12 +60,14 @@ def info_for(name: str, architecture: str, dataset: Dataset, featurizer: object)
     )
 
 
-def fit_briefly(module: torch.nn.Module, featurizer: object, dataset: Dataset, steps: int = 60) -> None:
+def fit_briefly(
+    module: torch.nn.Module, featurizer: object, dataset: Dataset, steps: int = 60, lr: float = 0.05
+) -> None:
     """A few full-batch Adam steps on the train split, so the model is accurate (deterministic seed)."""
     frame = dataset.split("train")
     batch = featurizer.batch(frame["input"].tolist())  # type: ignore[attr-defined]
     labels = torch.tensor([LABELS.index(t) for t in frame["target"]])
-    optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     module.train()
     for _ in range(steps):
         optimizer.zero_grad()
@@ -105,8 +107,8 @@ def make_tiny_bert_source(folder: Path) -> Path:
         "[MASK]",
         *sorted({w for ws in WORDS.values() for w in ws.split()} | set(FILLER)),
     ]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))
+    # transformers 5 takes the vocabulary itself (a `vocab_file=` keyword is silently ignored: all [UNK])
+    BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}).save_pretrained(str(folder))
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(vocab),
@@ -121,8 +123,11 @@ def make_tiny_bert_source(folder: Path) -> Path:
     return folder
 
 
-def make_tiny_bert(folder: Path, dataset: Dataset, source: Path, *, name: str = "tinybert") -> Path:
-    """A miniml model folder around the tiny BERT (architecture ``hf``, tokenizer featurizer)."""
+def make_tiny_bert(
+    folder: Path, dataset: Dataset, source: Path, *, name: str = "tinybert", fit: bool = False
+) -> Path:
+    """A miniml model folder around the tiny BERT (architecture ``hf``, tokenizer featurizer), random or
+    briefly fitted."""
     from miniml.models.folder import architecture_of, save_model_folder
     from miniml.models.pretrained import PretrainedSpec
     from miniml.models.registry import get_builder
@@ -130,6 +135,9 @@ def make_tiny_bert(folder: Path, dataset: Dataset, source: Path, *, name: str = 
     spec = PretrainedSpec(name_or_path=str(source), pooling="cls", max_length=32)
     featurizer = spec.make_featurizer([])
     module = get_builder("pretrained")(spec, list(LABELS), featurizer)
+    if fit:
+        torch.manual_seed(0)
+        fit_briefly(module, featurizer, dataset, steps=40, lr=3e-3)
     save_model_folder(
         folder, module, featurizer, spec, info_for(name, architecture_of(spec), dataset, featurizer)
     )

@@ -35,9 +35,22 @@ def test_environment_section(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.measure.threads == 2
 
 
-def test_example_config_loads() -> None:
+def test_example_configs_load() -> None:
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[3] / "examples" / "reviews" / "optimize.yaml"
-    cfg = load_config(OptimizeConfig, path)
-    assert cfg.onnx and cfg.int8 and cfg.measure.threads == 1
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    reviews = load_config(OptimizeConfig, examples / "reviews" / "optimize.yaml")
+    assert reviews.onnx and reviews.int8 and reviews.measure.threads == 1
+    summarize = load_config(OptimizeConfig, examples / "summarize" / "optimize.yaml")
+    assert summarize.int8 and not summarize.onnx and summarize.measure.eval_limit == 50
+
+
+def test_finetune_needs_prune_and_has_a_flag() -> None:
+    from miniml.optimize.cli import flag_overrides
+
+    with pytest.raises(ConfigError, match="add prune"):
+        load_config(OptimizeConfig, None, ["int8=true", "finetune.steps=10"])
+    flags = {"prune": 0.5, "finetune_steps": 20}
+    cfg = load_config(OptimizeConfig, None, flag_overrides(flags, force=False))
+    assert cfg.prune == 0.5 and cfg.finetune.steps == 20 and cfg.finetune.split == "train"
+    assert load_config(OptimizeConfig, None, ["prune=0.5"]).finetune.steps == 0  # off by default
