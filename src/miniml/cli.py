@@ -425,11 +425,7 @@ def pipeline_run(
     hf_logging.set_verbosity_error()  # the step lines say what matters
     hf_logging.disable_progress_bar()
     pipeline = load_pipeline(config, set_ or [])
-    result = run_pipeline(pipeline, resume=resume, fresh=fresh, mirror=mirror, serve=serve_)
-    kept = "" if result.promoted else f" (v{result.candidate_version} not promoted)"
-    typer.echo(
-        f"pipeline {result.name}: models:/{result.model}@{result.alias} is v{result.champion_version}{kept}"
-    )
+    run_pipeline(pipeline, resume=resume, fresh=fresh, mirror=mirror, serve=serve_)  # prints its outcome
 
 
 def main(argv: list[str] | None = None) -> None:

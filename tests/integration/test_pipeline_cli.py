@@ -3,7 +3,9 @@
 The data is a few hundred generated sentences of three languages written to a CSV file and prepared through
 the real ``data prepare`` code; the model is a tiny hashing_bag trained for a few dozen steps and tracked and
 registered in a real embedded MLflow store. A second run with a 1-step model (worse, or at best equal) must
-keep the champion, exit 0, and say so; with ``gate.required`` it exits 1. Serving is tested elsewhere.
+keep the champion, exit 0, and say so; with ``gate.required`` it exits 1 (without training again). Then an
+ONNX optimize step turns the kept version into the candidate, forced past the gate. Serving is tested
+elsewhere.
 """
 
 from __future__ import annotations
@@ -119,6 +121,14 @@ def test_pipeline_registers_promotes_then_keeps_the_champion(
     assert "↷ train" in out and "↷ evaluate" in out, out  # same config and dataset: not trained again
     assert "error: pipeline toy-langid: gate.required is set and v2 was not promoted" in err
     assert [v.version for v in store.list_versions(NAME)] == [1, 2]
+
+    onnx = ["optimize.onnx=true", "optimize.measure.repeats=3", "optimize.measure.batch_sizes=[1]"]
+    code, out, err = run_cli([*worse, *(f"--set={o}" for o in onnx), "--set=gate.force=true"], capsys)
+    assert code == 0, err
+    assert "↷ train" in out and f"✓ optimize models:/{NAME}/3 from models:/{NAME}/2" in out, out
+    assert f"✓ evaluate models:/{NAME}/3 on test" in out and f"{NAME} v3 is now champion" in out
+    optimized = store.get_version(NAME, "champion")
+    assert optimized.version == 3 and optimized.info is not None and optimized.info.runtime == "onnx"
 
 
 def test_a_failing_step_stops_the_pipeline_with_one_line(

@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from miniml.data.dataset import Dataset
 from miniml.errors import ConfigError, MinimlError
 from miniml.pipeline import steps
 from miniml.pipeline.config import Pipeline
@@ -117,49 +118,21 @@ def run_pipeline(
     runner = Runner(pipeline, store, console)
     console.print(f"[bold]pipeline {escape(pipeline.name)}[/bold] (state: {escape(str(store.file))})")
 
-    prepared = None
-    if pipeline.data is not None:
-        prepared = runner.step("data", None, lambda: steps.run_data(pipeline, mirror))["dataset"]
-    try:
-        dataset = steps.open_train_dataset(pipeline, prepared)
-    except MinimlError as err:
-        raise PipelineStepError(f"pipeline {pipeline.name}: step train failed: {err}") from err
-    model = pipeline.train.model_name
-
-    config = steps.train_config(pipeline, dataset)
-    key = steps.train_key(config, dataset)
-    resume_train = _resume_train(store, key, resume, runner)  # read before the step marks itself running
-    trained = runner.step(
-        "train",
-        key,
-        lambda: steps.run_train(config, resume=resume_train),
-        lambda record: steps.version_exists(model, record.outputs.get("version")),
-    )
-    candidate = int(trained["version"])
-
-    if pipeline.optimize is not None:
-        parent = f"models:/{model}/{candidate}"
-        optimized = runner.step(
-            "optimize",
-            steps.optimize_key(pipeline, parent),
-            lambda: steps.run_optimize(pipeline, parent),
-            lambda record: steps.version_exists(model, record.outputs.get("version")),
-        )
-        candidate = int(optimized["version"]) if optimized.get("version") is not None else candidate
-
-    uri = f"models:/{model}/{candidate}"
+    dataset = _data(runner, mirror)
+    trained = _train(runner, dataset, resume)
+    candidate = _optimize(runner, int(trained["version"]))
     if pipeline.config.evaluate.enabled:
-        split = pipeline.config.evaluate.split
+        uri, split = f"models:/{pipeline.train.model_name}/{candidate}", pipeline.config.evaluate.split
         runner.step(
             "evaluate",
             steps.evaluate_key(uri, dataset, split),
             lambda: steps.run_evaluate(pipeline, uri, candidate, dataset),
         )
+    gate = runner.step("gate", None, lambda: steps.run_gate(pipeline, pipeline.train.model_name, candidate))
 
-    gate = runner.step("gate", None, lambda: steps.run_gate(pipeline, model, candidate))
     result = PipelineResult(
         name=pipeline.name,
-        model=model,
+        model=pipeline.train.model_name,
         dataset=steps.dataset_ref(dataset),
         run_id=trained.get("run_id"),
         trained_version=int(trained["version"]),
@@ -169,16 +142,65 @@ def run_pipeline(
         alias=str(gate["alias"]),
         state_file=store.file,
     )
-    if not result.promoted and pipeline.config.gate.required:
-        raise GateRefusedError(
-            f"pipeline {pipeline.name}: gate.required is set and v{candidate} was not promoted "
-            f"(kept {result.alias} v{result.champion_version})",
-            hint="see the gate line above for both figures; set gate.force to promote anyway",
-        )
+    _report(pipeline, result, console)
     serve_step = pipeline.config.serve
     if serve_step is not None and (serve or serve_step.enabled):
         serve_champion(pipeline, result, console)
     return result
+
+
+def _data(runner: Runner, mirror: str | None) -> Dataset:
+    """Prepare the dataset (when the pipeline has a data step) and open the one the train step uses."""
+    pipeline = runner.pipeline
+    prepared = None
+    if pipeline.data is not None:
+        prepared = runner.step("data", None, lambda: steps.run_data(pipeline, mirror))["dataset"]
+    try:
+        return steps.open_train_dataset(pipeline, prepared)
+    except MinimlError as err:
+        raise PipelineStepError(f"pipeline {pipeline.name}: step train failed: {err}") from err
+
+
+def _train(runner: Runner, dataset: Dataset, resume: bool) -> dict[str, Any]:
+    """The train step, pinned to ``dataset``; skipped when done with the same key and version kept."""
+    pipeline, model = runner.pipeline, runner.pipeline.train.model_name
+    config = steps.train_config(pipeline, dataset)
+    key = steps.train_key(config, dataset)
+    resume_train = _resume_train(runner.store, key, resume, runner)  # before the step marks itself running
+    return runner.step(
+        "train",
+        key,
+        lambda: steps.run_train(config, resume=resume_train),
+        lambda record: steps.version_exists(model, record.outputs.get("version")),
+    )
+
+
+def _optimize(runner: Runner, trained: int) -> int:
+    """The optimize step (if any); returns the candidate version: the optimized one, else ``trained``."""
+    pipeline, model = runner.pipeline, runner.pipeline.train.model_name
+    if pipeline.optimize is None:
+        return trained
+    parent = f"models:/{model}/{trained}"
+    optimized = runner.step(
+        "optimize",
+        steps.optimize_key(pipeline, parent),
+        lambda: steps.run_optimize(pipeline, parent),
+        lambda record: steps.version_exists(model, record.outputs.get("version")),
+    )
+    return int(optimized["version"]) if optimized.get("version") is not None else trained
+
+
+def _report(pipeline: Pipeline, result: PipelineResult, console: Console) -> None:
+    """The closing line; a refused gate is an error only with ``gate.required``."""
+    if not result.promoted and pipeline.config.gate.required:
+        raise GateRefusedError(
+            f"pipeline {pipeline.name}: gate.required is set and v{result.candidate_version} was not "
+            f"promoted (kept {result.alias} v{result.champion_version})",
+            hint="see the gate line above for both figures; set gate.force to promote anyway",
+        )
+    kept = "" if result.promoted else f" (v{result.candidate_version} not promoted)"
+    holder = f"models:/{result.model}@{result.alias} is v{result.champion_version}"
+    console.print(escape(f"pipeline {result.name}: {holder}{kept}"), highlight=False)
 
 
 def _resume_train(store: StateStore, key: str, resume: bool, runner: Runner) -> bool:
