@@ -421,6 +421,37 @@ def optimize(
 
 
 # ---------------------------------------------------------------- pipeline
+pipeline_app = typer.Typer(
+    help="Run data → train → optimize → evaluate → gate → serve from one YAML file.", no_args_is_help=True
+)
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    config: ConfigArg,
+    set_: SetOption = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted train step from its last checkpoint.")
+    ] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore the recorded state: run every step again.")
+    ] = False,
+    serve_: Annotated[
+        bool, typer.Option("--serve", help="End by serving (the pipeline's serve step) in the foreground.")
+    ] = False,
+    mirror: MirrorOption = None,
+) -> None:
+    """Run a pipeline; steps already done with the same config are skipped (--set train.epochs=1 ...)."""
+    from transformers.utils import logging as hf_logging
+
+    from miniml.pipeline.config import load_pipeline
+    from miniml.pipeline.run import run_pipeline
+
+    hf_logging.set_verbosity_error()  # the step lines say what matters
+    hf_logging.disable_progress_bar()
+    pipeline = load_pipeline(config, set_ or [])
+    run_pipeline(pipeline, resume=resume, fresh=fresh, mirror=mirror, serve=serve_)  # prints its outcome
 
 
 def main(argv: list[str] | None = None) -> None:
