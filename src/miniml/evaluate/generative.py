@@ -328,37 +328,14 @@ def predict_generative_file(
     Reads and validates lines like classification prediction does; prompts over the model's cap are cut
     the way training cut them. The output file is replaced atomically.
     """
-    import json
-    import os
-    import tempfile
-
-    from miniml.evaluate.predict import _batches, _progress, _records
+    from miniml.evaluate.predict import stream_jsonl
     from miniml.generation import Generator
 
     if not input_path.is_file():
         raise DataError(f"input file {input_path} does not exist", hint="pass a JSONL file with a text field")
     generator = Generator.load(folder)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
-    written = 0
-    try:
-        with (
-            input_path.open("rb") as src,
-            os.fdopen(fd, "w", encoding="utf-8") as out,
-            _progress(input_path) as bar,
-        ):
-            for batch in _batches(_records(src, input_path), batch_size):
-                answers = generate_all(generator, [r["text"] for r in batch], batch_size=batch_size)
-                for record, answer in zip(batch, answers, strict=True):
-                    extra = {"id": record["id"]} if "id" in record else {}
-                    out.write(json.dumps({**extra, "generated_text": answer}, ensure_ascii=False) + "\n")
-                written += len(batch)
-                bar(src.tell())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, output_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return written
+
+    def answer(texts: list[str]) -> list[dict[str, Any]]:
+        return [{"generated_text": t} for t in generate_all(generator, texts, batch_size=batch_size)]
+
+    return stream_jsonl(input_path, output_path, batch_size, answer)

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -82,6 +82,21 @@ def predict_file(
         return predict_generative_file(folder, input_path, output_path, batch_size=min(batch_size, 64))
     predictor = load_predictor(folder)
     task = ClassificationTask(predictor.info.labels)
+    return stream_jsonl(
+        input_path,
+        output_path,
+        batch_size,
+        lambda texts: task.decode(predictor.predict_proba(texts), top_k),
+    )
+
+
+def stream_jsonl(
+    input_path: Path,
+    output_path: Path,
+    batch_size: int,
+    answer: Callable[[list[str]], Sequence[dict[str, Any]]],
+) -> int:
+    """Read ``{"text", "id"?}`` lines in batches; write ``{"id"?, **answer}`` per line, atomically."""
     output_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
     written = 0
@@ -92,10 +107,9 @@ def predict_file(
             _progress(input_path) as bar,
         ):
             for batch in _batches(_records(src, input_path), batch_size):
-                answers = task.decode(predictor.predict_proba([r["text"] for r in batch]), top_k)
-                for record, answer in zip(batch, answers, strict=True):
+                for record, result in zip(batch, answer([r["text"] for r in batch]), strict=True):
                     extra = {"id": record["id"]} if "id" in record else {}
-                    out.write(json.dumps({**extra, **answer}, ensure_ascii=False) + "\n")
+                    out.write(json.dumps({**extra, **result}, ensure_ascii=False) + "\n")
                 written += len(batch)
                 bar(src.tell())
             out.flush()
