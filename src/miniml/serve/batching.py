@@ -10,7 +10,7 @@ without any waiting.
 With ``workers`` > 1, that many worker threads take batches from the one queue (each runs its own model
 replica, see ``current_worker``): a small model on CPU runs faster as single-thread replicas side by side
 than as one model on all cores (MiniLM int8 ONNX on 2 cores, one text at a time: 337 texts/s as two
-one-thread replicas, 285 as one two-thread model).
+one-thread replicas, 278 as one two-thread model; ``bench/offline_replicas.py``).
 
 Hand-written (about 200 lines) because the batching loops of LitServe and Ray Serve are internal to their
 servers. A ``threading.Condition`` in the worker instead of ``asyncio`` timers keeps the event loop's share

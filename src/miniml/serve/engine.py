@@ -65,7 +65,7 @@ class ServedModel:
             timeout_s=b.request_timeout_s,
             on_start=partial(pin_torch_threads, threads),
             on_batch=self._observe_batch,
-            workers=b.workers if model.task == "classification" else 1,
+            workers=worker_count(settings, model.task),
         )
         self._hits = metrics.cache_hits.labels(self.name)
         self._misses = metrics.cache_misses.labels(self.name)
@@ -162,15 +162,27 @@ def load_models(settings: ServeSettings) -> list[tuple[LoadedModel, TaskHandler[
         raise ConfigError(f"two model URIs resolve to the same name among {names}; serve each name once")
     from miniml.modelfolder import read_info
 
-    handlers = [
-        handler_for(read_info(s.path).task, settings.batching) for s in sources
-    ]  # unsupported task: before loading
-    workers = settings.batching.workers
-    threads = inference_threads(settings.batching.threads, len(sources), workers)
+    tasks = [read_info(s.path).task for s in sources]
+    handlers = [handler_for(t, settings.batching) for t in tasks]  # unsupported task: before loading
+    threads = inference_threads(settings.batching.threads, sum(worker_count(settings, t) for t in tasks))
     return [
-        (load_model(s, threads=threads, device=settings.device, warm_up=h.warm_up, workers=workers), h)
-        for s, h in zip(sources, handlers, strict=True)
+        (
+            load_model(
+                s,
+                threads=threads,
+                device=settings.device,
+                warm_up=h.warm_up,
+                workers=worker_count(settings, t),
+            ),
+            h,
+        )
+        for s, h, t in zip(sources, handlers, tasks, strict=True)
     ]
+
+
+def worker_count(settings: ServeSettings, task: str) -> int:
+    """Batcher workers (and model replicas) for a model of ``task``: generators run one decoding loop."""
+    return settings.batching.workers if task == "classification" else 1
 
 
 class ModelSet:
@@ -190,8 +202,8 @@ class ModelSet:
 
     async def start(self, loaded: list[tuple[LoadedModel, TaskHandler[Any, Any]]]) -> None:
         """Start a batcher per model and a follower per aliased model (on the running loop)."""
-        workers = self.settings.batching.workers
-        threads = inference_threads(self.settings.batching.threads, len(loaded), workers)
+        total = sum(worker_count(self.settings, m.task) for m, _ in loaded)
+        threads = inference_threads(self.settings.batching.threads, total)
         for model, handler in loaded:
             served = ServedModel(model, handler, self.settings, self.metrics, threads=threads)
             served.batcher.start()
@@ -203,7 +215,7 @@ class ModelSet:
                     threads=threads,
                     device=self.settings.device,
                     warm_up=handler.warm_up,
-                    workers=workers,
+                    workers=worker_count(self.settings, model.task),
                 )
                 self._followers.append(asyncio.create_task(follower.run(), name=f"follow-{model.name}"))
 

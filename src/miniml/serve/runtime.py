@@ -142,9 +142,9 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def inference_threads(configured: int | None, n_models: int, workers: int = 1) -> int:
-    """Threads per model worker: the configured number, else the cores shared among all workers."""
-    return configured or max(1, usable_cores() // max(1, n_models * workers))
+def inference_threads(configured: int | None, total_workers: int) -> int:
+    """Threads per batcher worker: the configured number, else the cores shared among all workers."""
+    return configured or max(1, usable_cores() // max(1, total_workers))
 
 
 def pin_torch_threads(threads: int) -> None:

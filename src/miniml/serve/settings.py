@@ -73,7 +73,7 @@ class BatchingSettings(StepConfig):
         ge=1,
         le=64,
         description="classifier replicas per model, each on its own worker thread with threads // workers "
-        "threads: for small models on CPU, single-thread replicas beat one model on all cores",
+        "threads: for small models on CPU, single-thread replicas can beat one model on all cores",
     )
     micro_batch_size: int | None = Field(
         default=None,
