@@ -64,6 +64,26 @@ class Rewrite(_Strict):
     _check = field_validator("pattern")(lambda v: _compile(v))
 
 
+class Collect(_Strict):
+    """Gather the matches of a regex in ``column`` over every row that shares the ``by`` key into ``into``.
+
+    Each row gets its group's distinct matches (the first group of ``pattern``, or the whole match; a match
+    whose group did not take part is skipped, so alternatives can consume text that must not count), sorted
+    case-insensitively and joined with ``separator``. Example: the column names of a table, read from all the
+    queries about that table, to give rows whose source has no schema a ``columns:`` line. Runs before
+    ``extract`` (rows that an extract drops still contribute) and before ``rewrite``.
+    """
+
+    column: str
+    pattern: str
+    by: list[str] = Field(min_length=1, description="key columns of a group")
+    into: str = Field(min_length=1, description="new column with the group's matches")
+    separator: str = ", "
+
+    _check = field_validator("pattern")(lambda v: _compile(v))
+    _list = field_validator("by", mode="before")(_as_list)
+
+
 class Join(_Strict):
     """Join each record with a record of another file: by line position (``on: row``) or by key columns."""
 
@@ -94,6 +114,7 @@ class SourceConfig(_Strict):
     split: SplitName | None = Field(None, description="fixed split for these rows; else split by fractions")
     path_fields: str | None = Field(None, description="regex with named groups over the file name")
     join: Join | None = None
+    collect: list[Collect] = Field(default_factory=list)
     extract: list[Extract] = Field(default_factory=list)
     rewrite: list[Rewrite] = Field(default_factory=list)
     input: str | None = Field(None, description="column holding the input text")
@@ -121,7 +142,7 @@ class SourceConfig(_Strict):
             raise ValueError("give exactly one of target (a column), target_template or label")
         if self.label_default is not None and self.label_map is None:
             raise ValueError("label_default only applies together with label_map")
-        clash = RESERVED & (set(self.keep) | set(self.extras))
+        clash = RESERVED & (set(self.keep) | set(self.extras) | {c.into for c in self.collect})
         if clash:
             raise ValueError(f"extra column(s) {sorted(clash)} clash with the dataset's own columns")
         if any(isinstance(v, list) and not v for v in self.extras.values()):
@@ -251,6 +272,9 @@ def load(source: Resolved, paths: dict[str, Path]) -> tuple[pd.DataFrame, dict[s
         frames = _join(config, source, frames, paths, where)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     dropped: dict[str, int] = {}
+    for gather in config.collect:
+        require_columns(frame, [gather.column, *gather.by], where)
+        frame = _collect_matches(frame, gather)
     for step in config.extract:
         require_columns(frame, [step.column], where)
         parts = as_text(frame[step.column]).str.extract(step.pattern)
@@ -266,6 +290,19 @@ def load(source: Resolved, paths: dict[str, Path]) -> tuple[pd.DataFrame, dict[s
     if excluded:
         dropped["label_excluded"] = excluded
     return mapped, {k: v for k, v in dropped.items() if v}, rows_per_file
+
+
+def _collect_matches(frame: pd.DataFrame, gather: Collect) -> pd.DataFrame:
+    compiled = re.compile(gather.pattern)
+    found = as_text(frame[gather.column]).map(
+        lambda text: {m.group(1) if compiled.groups else m.group(0) for m in compiled.finditer(text)} - {None}
+    )
+    keys = frame[gather.by].astype(str).agg("\0".join, axis=1)
+    union: dict[str, set[str]] = {}
+    for key, names in zip(keys, found, strict=True):
+        union.setdefault(key, set()).update(names)
+    joined = {k: gather.separator.join(sorted(v, key=lambda n: (n.lower(), n))) for k, v in union.items()}
+    return frame.assign(**{gather.into: keys.map(joined)})
 
 
 def _read_file(config: SourceConfig, file: SourceFile, path: Path) -> pd.DataFrame:

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,42 @@ def test_extract_and_rewrite(tmp_path: Path) -> None:
         ["table: t1\nQ: how many?\nA:", "SELECT COUNT x FROM t1"]
     ]
     assert dropped == {"pattern_mismatch": 1}
+
+
+def test_collect_gathers_matches_per_group_before_extract(tmp_path: Path) -> None:
+    rows = [
+        {"t": "a", "q": "Q1", "sql": 'SELECT "Year" FROM "a" WHERE "Team" = \'x "y"\''},
+        {"t": "a", "q": "Q2", "sql": 'SELECT "Name" FROM "a"'},  # dropped by the extract, still collected
+        {"t": "b", "q": "Q3", "sql": 'SELECT "rank" FROM "b" WHERE "Year" > 3'},
+    ]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frame, dropped, _ = loaded(
+        tmp_path,
+        path="a.jsonl",
+        format="jsonl",
+        collect=[
+            {
+                "column": "sql",
+                "pattern": r"'[^']*'|FROM \"[^\"]*\"|\"([^\"]*)\"",  # values and the table do not count
+                "by": "t",
+                "into": "columns",
+            }
+        ],
+        extract=[{"column": "sql", "pattern": " WHERE (?P<cond>.+)$"}],
+        input_template="{t}: {columns} | {q}",
+        target="sql",
+    )
+    assert frame["input"].tolist() == ["a: Name, Team, Year | Q1", "b: rank, Year | Q3"]
+    assert dropped == {"pattern_mismatch": 1}
+    with pytest.raises(DataError, match="nope"):
+        loaded(
+            tmp_path,
+            path="a.jsonl",
+            format="jsonl",
+            collect=[{"column": "sql", "pattern": "x", "by": "nope", "into": "c"}],
+            input="q",
+            target="sql",
+        )
 
 
 def test_join_by_row_checks_alignment_and_by_key(tmp_path: Path) -> None:
