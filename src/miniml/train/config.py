@@ -45,6 +45,12 @@ class TrainConfig(StepConfig):
     lr_scheduler: Scheduler = "linear"
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping (0: off)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    ordinal_alpha: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="ordered labels (stars, grades): SORD soft targets exp(-alpha·(i-j)²) over label ranks",
+    )
 
     # evaluation, checkpoints, early stopping
     eval_steps: int | None = Field(None, ge=1, description="validate every N steps (None: every epoch)")
@@ -79,6 +85,8 @@ class TrainConfig(StepConfig):
             raise ValueError(
                 "checkpoint_steps must be a multiple of eval_steps (the best one is picked at evaluations)"
             )
+        if self.ordinal_alpha is not None and self.label_smoothing:
+            raise ValueError("use label_smoothing or ordinal_alpha (both soften the targets), not both")
         if getattr(self.model, "sparse", False) and self.optimizer == "adamw":
             raise ValueError(
                 "model.sparse needs optimizer sgd or adagrad (AdamW cannot take sparse gradients)"

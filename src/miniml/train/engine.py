@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,35 @@ def build_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
+def label_ranks(labels: Sequence[str]) -> list[float]:
+    """Each label's place on its scale: its value when every label is a number, else its position."""
+    try:
+        return [float(label) for label in labels]
+    except ValueError:
+        return [float(i) for i in range(len(labels))]
+
+
+def ordinal_targets(labels: Sequence[str], alpha: float) -> torch.Tensor:
+    """Row i: the soft target for true label i, ``softmax_j(-alpha·(r_i - r_j)²)`` over label ranks ``r``.
+
+    SORD (Díaz & Marathe, "Soft Labels for Ordinal Regression", CVPR 2019): a 4-star review predicted as 5
+    is penalised less than one predicted as 1. The argmax of every row stays its own label.
+    """
+    ranks = torch.tensor(label_ranks(labels), dtype=torch.float32)
+    return torch.softmax(-alpha * (ranks[:, None] - ranks[None, :]) ** 2, dim=1)
+
+
+def soft_target_loss(targets: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """A Trainer ``compute_loss_func``: cross-entropy against ``targets[label]`` rows."""
+
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        soft = targets.to(device=logits.device, dtype=logits.dtype)[labels]
+        return -(soft * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+    return loss
+
+
 def _compute_metrics(task: Task, prediction: EvalPrediction) -> dict[str, float]:
     logits = (
         prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
@@ -207,6 +236,11 @@ def make_trainer(
         train_dataset=ExampleDataset(train_examples),
         eval_dataset=ExampleDataset(eval_examples),
         compute_metrics=functools.partial(_compute_metrics, task),
+        compute_loss_func=(
+            soft_target_loss(ordinal_targets(getattr(task, "labels", []), config.ordinal_alpha))
+            if config.ordinal_alpha is not None
+            else None
+        ),
         optimizers=(build_optimizer(module, config), None),
         callbacks=[*extra, *callbacks],
     )
