@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from miniml.config import StepConfig
 from miniml.models import ModelSpec
+from miniml.train.augment import ShortCrops
 
 Scheduler = Literal[
     "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
@@ -64,6 +65,9 @@ class TrainConfig(StepConfig):
     group_by_length: bool = Field(True, description="batch examples of similar length together")
     pad_to_max: bool = Field(False, description="pad every batch to max_length instead of its longest")
     max_train_examples: int | None = Field(None, ge=1, description="use a seeded sample of the train split")
+    short_crops: ShortCrops | None = Field(
+        None, description="classification: add random runs of a few words of each training text"
+    )
 
     # runtime
     seed: int = 42

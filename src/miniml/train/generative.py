@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback
 
@@ -49,6 +49,13 @@ class GenerativeTrainConfig(TrainConfig):
         None, ge=1, description="generate for only the first N test rows when scoring (CPU time)"
     )
     eval_samples: int = Field(10, ge=0, le=1000, description="sample predictions kept in the report")
+
+    @model_validator(mode="after")
+    def _classification_only(self) -> GenerativeTrainConfig:
+        for key in ("ordinal_alpha", "short_crops"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} applies to classification only; remove it for task {self.task}")
+        return self
 
 
 class Seq2SeqTrainConfig(GenerativeTrainConfig):

@@ -32,6 +32,7 @@ from miniml.models.featurizer import Featurizer, load_featurizer
 from miniml.models.folder import architecture_of, save_model_folder
 from miniml.models.registry import get_builder
 from miniml.tasks.classification import ClassificationTask
+from miniml.train.augment import add_short_crops
 from miniml.train.callbacks import MetricsForwarder
 from miniml.train.checkpoints import latest_checkpoint
 from miniml.train.config import TrainConfig
@@ -178,6 +179,12 @@ class TrainingSession:
             frame = frame.sample(n=limit, random_state=self.config.seed)
         return frame
 
+    def augmented_train_frame(self) -> pd.DataFrame:
+        """The rows training sees: ``train_frame`` plus ``short_crops`` when configured."""
+        frame = self.train_frame()
+        crops = self.config.short_crops
+        return frame if crops is None else add_short_crops(frame, crops, self.config.seed)
+
     def fit(
         self,
         *,
@@ -201,7 +208,7 @@ class TrainingSession:
             task,
             featurizer,
             module,
-            task.examples(self.train_frame(), featurizer),
+            task.examples(self.augmented_train_frame(), featurizer),
             task.examples(self.frames["validation"], featurizer),
             self.work_dir,
             extra,
