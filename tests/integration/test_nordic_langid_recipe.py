@@ -29,7 +29,7 @@ def test_recipe_reaches_a_sane_f1_on_a_slice(mirror_dir: Path, monkeypatch: pyte
     dataset = prepare(load_config(PrepareConfig, EXAMPLE / "data.yaml"))
     slice_ = [
         f"dataset={dataset.path}",
-        "max_train_examples=6000",
+        "max_train_examples=10000",
         "epochs=2",
         "threads=1",
         "register_model=false",
