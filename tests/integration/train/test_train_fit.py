@@ -63,9 +63,7 @@ def test_hashing_bag_learns_and_writes_folder(toy_dataset: Dataset) -> None:
 
 
 def test_ordinal_soft_targets_are_the_training_loss(toy_dataset: Dataset) -> None:
-    outcome = fit(
-        config(toy_dataset, {"kind": "hashing_bag", "buckets": 4096, "dim": 16}, ordinal_alpha=0.5)
-    )
+    outcome = fit(config(toy_dataset, {"kind": "hashing_bag", "buckets": 4096, "dim": 16}, ordinal_alpha=0.5))
     seen = losses(outcome.history)
     # soft targets over da < nn < sv have entropy >= 0.885 nats: the loss cannot fall below it, but the
     # argmax is still the true label, so the model still learns
