@@ -69,7 +69,7 @@ def unstructured_masks(module: nn.Module, amount: float) -> Iterator[None]:
 def prune_global_unstructured(module: nn.Module, amount: float) -> dict[str, Any]:
     """Zero the ``amount`` fraction of smallest-magnitude Linear weights, model-wide, permanently."""
     with unstructured_masks(module, amount):
-        pass
+        pass  # no training in between: the masks are baked in as soon as they are made
     return {"method": "global_unstructured", "requested": amount, **sparsity(module)}
 
 
