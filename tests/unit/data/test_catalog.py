@@ -11,7 +11,7 @@ SHARED_CATALOG = Path(__file__).resolve().parents[4] / "shared" / "data" / "cata
 
 def test_catalog_names_every_dataset_with_pinned_hashes() -> None:
     catalog = load_catalog()
-    assert set(catalog) == {"nordic-langid", "sst5", "wikisql-mini", "dialogsum"}
+    assert set(catalog) == {"nordic-langid", "sst5", "wikisql-mini", "dialogsum", "nordic-langid-extra"}
     assert len(catalog["nordic-langid"]) == 18
     for files in catalog.values():
         for f in files:
