@@ -81,7 +81,7 @@ def clean_rows(frame: pd.DataFrame, config: CleanConfig) -> tuple[pd.DataFrame, 
     frame = frame.copy()
     frame["input"] = normalize(frame["input"], config, lowercase=config.lowercase)
     frame["target"] = normalize(frame["target"], config)
-    for column in frame.columns.difference(["input", "target", "_split"]):
+    for column in frame.columns.difference(["input", "target", "_split", "_source"]):
         frame[column] = _normalize_extra(frame[column], config)
     length = frame["input"].str.len()
     rules = {

@@ -1,8 +1,8 @@
 """``miniml data prepare``: sources → cleaned, de-duplicated, split, immutable dataset folder.
 
 Reads top to bottom: resolve the sources (names + sha256) → fingerprint → stop if already prepared → fetch
-→ read and map every source → clean → de-duplicate → cap classes → split → de-duplicate across splits →
-write ``MINIML_HOME/datasets/NAME/FINGERPRINT/`` atomically.
+→ read and map every source → clean → de-duplicate → cap sources and classes → split → de-duplicate across
+splits → write ``MINIML_HOME/datasets/NAME/FINGERPRINT/`` atomically.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from miniml.data.clean import CLEANING_VERSION, CleanConfig, Dropped, clean_rows
 from miniml.data.dataset import MANIFEST, SPLITS, Dataset, SourceRecord, fingerprint_of, write_dataset
 from miniml.data.mapping import require_columns
 from miniml.data.sources import Resolved, SourceConfig, load, materialize, resolve
-from miniml.data.split import SplitConfig, assign_splits, cap_classes
+from miniml.data.split import SplitConfig, assign_splits, cap_classes, cap_sources
 from miniml.errors import DataError
 
 
@@ -100,9 +100,12 @@ def build(the_plan: Plan, *, mirror: str | None = None) -> Dataset:
     if config.clean.dedup:
         require_columns(rows, config.clean.dedup_on, "clean.dedup_on")
         rows = _step(rows, dropped, dedup(rows, config.clean.dedup_on))
+    caps = {i: s.max_rows for i, s in enumerate(config.sources) if s.max_rows is not None}
+    rows = _step(rows, dropped, cap_sources(rows, caps, config.split.seed))
     rows = _step(rows, dropped, cap_classes(rows, config.split))
     names = assign_splits(rows, config.split)
-    splits = {s: rows[names == s].drop(columns="_split").reset_index(drop=True) for s in SPLITS}
+    hidden = ["_split", "_source"]
+    splits = {s: rows[names == s].drop(columns=hidden).reset_index(drop=True) for s in SPLITS}
     splits = {s: f for s, f in splits.items() if len(f)}
     if config.clean.cross_split_dedup:
         require_columns(rows, config.clean.dedup_on, "clean.dedup_on")
@@ -125,7 +128,7 @@ def _collect(sources: list[Resolved], found: dict[str, Path]) -> _Collected:
     frames, out = [], _Collected(pd.DataFrame())
     for source in sources:
         frame, dropped, rows = load(source, found)
-        frames.append(frame)
+        frames.append(frame.assign(_source=source.index))
         _add(out.dropped, dropped)
         out.records += [
             SourceRecord(uri=f.uri, sha256=f.sha256, bytes=f.bytes, license=f.license or None, rows=n)
@@ -135,7 +138,7 @@ def _collect(sources: list[Resolved], found: dict[str, Path]) -> _Collected:
     rows = pd.concat(frames, ignore_index=True)
     for column in rows.columns:
         missing = rows[column].isna()
-        if column != "_split" and missing.any():
+        if column not in ("_split", "_source") and missing.any():
             is_list = any(isinstance(v, list) for v in rows[column][~missing])
             fill = pd.Series(
                 [[] if is_list else ""] * int(missing.sum()), index=rows.index[missing], dtype=object

@@ -7,7 +7,9 @@ for it. The columns each reader produces:
   fields as they are.
 - ``text``: ``text`` (one example per non-blank line).
 - ``fasttext``: ``label`` (the first ``__label__X``), ``text``.
-- ``conllu``: ``text`` (the ``# text =`` comment), ``sent_id``.
+- ``conllu``: ``text`` (the ``# text =`` comment), ``sent_id``, and one column per other ``# key = value``
+  comment of the file (e.g. xSID's ``dialect``; empty where a sentence lacks it).
+- ``tokens``: ``text`` (one token per line, blank lines between units, e.g. DaN+), ``unit`` (its number).
 - ``folder``: ``label``, ``text``, ``file`` — per-label files (``unit: line``: label = file stem, one
   example per line) or per-label sub-folders (``unit: file``: label = sub-folder, one example per file).
 
@@ -76,6 +78,20 @@ class ConlluFormat(_Format):
     type: Literal["conllu"] = "conllu"
 
 
+class TokensFormat(_Format):
+    """One token per line (a column of a delimited line), units separated by blank lines → one text each.
+
+    ``detokenize`` joins tokens with spaces but none before ``, . ! ? ; : % ) ] }`` or after ``( [ {``: a
+    tokenizer split these off, the original text had them attached.
+    """
+
+    type: Literal["tokens"] = "tokens"
+    column: int = Field(0, ge=0, description="which column of a line holds the token")
+    delimiter: str = Field("\t", min_length=1, max_length=1)
+    detokenize: bool = True
+    encoding: str = "utf-8"
+
+
 class FolderFormat(_Format):
     """A folder of per-label files (``unit: line``) or per-label sub-folders of files (``unit: file``)."""
 
@@ -91,13 +107,22 @@ def _shorthand(value: Any) -> Any:
 
 
 Format = Annotated[
-    CsvFormat | JsonlFormat | ParquetFormat | TextFormat | FastTextFormat | ConlluFormat | FolderFormat,
+    CsvFormat
+    | JsonlFormat
+    | ParquetFormat
+    | TextFormat
+    | FastTextFormat
+    | ConlluFormat
+    | TokensFormat
+    | FolderFormat,
     Field(discriminator="type"),
     BeforeValidator(_shorthand),
 ]
 
 Reader = Callable[[Path, Any], pd.DataFrame]
 _COMMENTS_AND_BREAKS = re.compile(r"^(?:#[^\n]*|[ \t]*)\n", re.MULTILINE)
+_SPACE_BEFORE = re.compile(r" (?=[,.!?;:%)\]}])")
+_SPACE_AFTER = re.compile(r"(?<=[(\[{]) ")
 READERS: dict[str, Reader] = {}
 
 
@@ -202,8 +227,31 @@ def read_conllu(path: Path, fmt: ConlluFormat) -> pd.DataFrame:
     texts = [s.metadata.get("text") or "" for s in sentences]
     if text.strip() and not any(texts):
         raise DataError(f"{path} has no '# text =' lines", hint="is it a CoNLL-U file?")
-    ids = [s.metadata.get("sent_id") or "" for s in sentences]
-    return pd.DataFrame({"text": texts, "sent_id": ids})
+    keys = dict.fromkeys(k for s in sentences for k in s.metadata if k not in ("text", "sent_id"))
+    columns = {"text": texts, "sent_id": [s.metadata.get("sent_id") or "" for s in sentences]}
+    columns |= {k: [s.metadata.get(k) or "" for s in sentences] for k in keys}
+    return pd.DataFrame(columns)
+
+
+@register("tokens")
+def read_tokens(path: Path, fmt: TokensFormat) -> pd.DataFrame:
+    units: list[list[str]] = [[]]
+    for number, line in enumerate(_lines(path, fmt.encoding), start=1):
+        if not line.strip():
+            if units[-1]:
+                units.append([])
+            continue
+        fields = line.split(fmt.delimiter)
+        if fmt.column >= len(fields):
+            raise DataError(
+                f"line {number} of {path} has {len(fields)} column(s), the token is in column {fmt.column}",
+                hint="set format.column (counted from 0) or format.delimiter",
+            )
+        units[-1].append(fields[fmt.column].strip())
+    texts = [" ".join(t for t in unit if t) for unit in units if unit]
+    if fmt.detokenize:
+        texts = [_SPACE_AFTER.sub("", _SPACE_BEFORE.sub("", t)) for t in texts]
+    return pd.DataFrame({"text": texts, "unit": [str(i) for i in range(1, len(texts) + 1)]})
 
 
 @register("folder")

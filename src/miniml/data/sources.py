@@ -24,7 +24,7 @@ from miniml.data.readers import Format, read
 from miniml.errors import ConfigError, DataError
 
 SplitName = Literal["train", "validation", "test"]
-RESERVED = {"input", "target", "_split"}
+RESERVED = {"input", "target", "_split", "_source"}
 
 
 class _Strict(BaseModel):
@@ -112,6 +112,9 @@ class SourceConfig(_Strict):
     path: str | None = Field(None, description="local file, folder or glob, relative to the config's folder")
     format: Format
     split: SplitName | None = Field(None, description="fixed split for these rows; else split by fractions")
+    max_rows: int | None = Field(
+        None, ge=1, description="keep at most this many rows (seeded sample after cleaning and dedup)"
+    )
     path_fields: str | None = Field(None, description="regex with named groups over the file name")
     join: Join | None = None
     collect: list[Collect] = Field(default_factory=list)

@@ -77,6 +77,25 @@ def cap_classes(frame: pd.DataFrame, config: SplitConfig) -> tuple[pd.DataFrame,
     return frame[keep], dropped
 
 
+def cap_sources(frame: pd.DataFrame, caps: dict[int, int], seed: int) -> tuple[pd.DataFrame, Dropped]:
+    """Keep at most ``caps[i]`` rows of source ``i`` (column ``_source``): a seeded sample, order kept.
+
+    So one large source (26,000 news sentences of one label) does not drown the others of its label.
+    """
+    if not caps:
+        return frame, {}
+    rng = np.random.default_rng(seed)
+    keep = np.ones(len(frame), dtype=bool)
+    source = frame["_source"].to_numpy()
+    count = 0
+    for index in sorted(caps):
+        rows = np.flatnonzero(source == index)
+        if len(rows) > caps[index]:
+            keep[rng.choice(rows, size=len(rows) - caps[index], replace=False)] = False
+            count += len(rows) - caps[index]
+    return frame[keep], ({"source_cap": count} if count else {})
+
+
 def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> pd.Series:
     """Split name per row: the row's fixed ``_split`` if it has one, else drawn by fractions per stratum."""
     fixed = frame["_split"] if "_split" in frame.columns else pd.Series(None, index=frame.index, dtype=object)

@@ -130,3 +130,25 @@ def test_environment_overrides_sit_between_file_and_set(tmp_path: Path) -> None:
     env = {"MINIML_DATA__SPLIT__SEED": "7", "MINIML_DATA__CLEAN__MIN_CHARS": "4"}
     config = load_config(PrepareConfig, path, ["split.seed=9"], environ=env)
     assert (config.split.seed, config.clean.min_chars) == (9, 4)
+
+
+def test_max_rows_caps_one_source_after_cleaning(tmp_path: Path) -> None:
+    (tmp_path / "big.txt").write_text(
+        "".join(f"big sentence {i}\n" for i in range(40)) + "big sentence 1\nx\n"
+    )
+    (tmp_path / "small.txt").write_text("".join(f"small sentence {i}\n" for i in range(10)))
+    (tmp_path / "data.yaml").write_text(
+        "name: capped\n"
+        "sources:\n"
+        "  - {path: big.txt, format: text, input: text, label: a, max_rows: 12, extras: {source: big}}\n"
+        "  - {path: small.txt, format: text, input: text, label: a, extras: {source: small}}\n"
+        "clean: {min_chars: 3}\n"
+        "split: {train: 1.0, validation: 0.0, test: 0.0, seed: 5}\n"
+    )
+    ds = prepare(load_config(PrepareConfig, tmp_path / "data.yaml", base_dir_key="base_dir"))
+    train = ds.split("train")
+    assert train["source"].value_counts().to_dict() == {"big": 12, "small": 10}
+    assert ds.manifest.dropped == {"too_short": 1, "duplicate": 1, "source_cap": 28}  # 40 clean rows → 12
+    assert "_source" not in train.columns
+    with pytest.raises(ConfigError, match="max_rows"):
+        load_config(PrepareConfig, tmp_path / "data.yaml", ["sources.0.max_rows=0"], base_dir_key="base_dir")

@@ -88,6 +88,37 @@ def test_conllu_reads_text_comments(tmp_path: Path) -> None:
         read(path, fmt("conllu"))
 
 
+def test_conllu_keeps_other_comments_as_columns(tmp_path: Path) -> None:
+    # xSID: only blocks with `# dialect = B` are Bokmål; the column lets a source's `extract` keep them
+    path = write(
+        tmp_path / "no.conll",
+        "# id = 1\n# text = Hvor varmt er det?\n# intent = weather\n# dialect = B\n1\tHvor\tw\tO\n\n"
+        "# id = 2\n# text = Ka blir været?\n# dialect = T\n1\tKa\tw\tO\n\n# text = Uten dialekt\n1\tUten\n\n",
+    )
+    frame = read(path, fmt("conllu"))
+    assert frame["dialect"].tolist() == ["B", "T", ""]
+    assert frame["intent"].tolist() == ["weather", "", ""]
+    assert frame["id"].tolist() == ["1", "2", ""]
+    assert frame["text"].tolist() == ["Hvor varmt er det?", "Ka blir været?", "Uten dialekt"]
+
+
+def test_tokens_joins_units_and_reattaches_punctuation(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "dan.tsv",
+        "Dette\tO\tO\ner\tO\tO\n(\tO\tO\nikke\tO\tO\n)\tO\tO\ntilfældigt\tO\tO\n.\tO\tO\n\n\n"
+        "Okay\tO\tO\n,\tO\tO\ntænkte\tO\tO\njeg\tO\tO\n!\tO\tO\n",
+    )
+    frame = read(path, fmt("tokens"))
+    assert frame.to_dict("list") == {
+        "text": ["Dette er (ikke) tilfældigt.", "Okay, tænkte jeg!"],
+        "unit": ["1", "2"],
+    }
+    raw = read(path, fmt({"type": "tokens", "detokenize": False}))
+    assert raw["text"].tolist()[1] == "Okay , tænkte jeg !"
+    with pytest.raises(DataError, match=r"line 1 of .*dan.tsv has 3 column\(s\), the token is in column 5"):
+        read(path, fmt({"type": "tokens", "column": 5}))
+
+
 def test_folder_per_label_files_and_subfolders(tmp_path: Path) -> None:
     write(tmp_path / "pos.txt", "good\nfine\n")
     write(tmp_path / "neg.txt", "bad\n")

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from miniml.data.split import SplitConfig, assign_splits, cap_classes
+from miniml.data.split import SplitConfig, assign_splits, cap_classes, cap_sources
 from miniml.errors import DataError
 
 
@@ -61,3 +61,17 @@ def test_max_per_class_and_balance_drop_seeded_samples() -> None:
     out, dropped = cap_classes(frame, cfg(balance=True))
     assert out["target"].value_counts().to_dict() == {"a": 5, "b": 5, "c": 5}
     assert dropped == {"balance": 30}
+
+
+def test_cap_sources_samples_each_capped_source_with_the_seed() -> None:
+    frame = pd.DataFrame({"input": [f"t{i}" for i in range(30)], "_source": [0] * 20 + [1] * 10})
+    out, dropped = cap_sources(frame, {0: 5}, seed=3)
+    assert dropped == {"source_cap": 15}
+    assert (out["_source"] == 0).sum() == 5 and (out["_source"] == 1).sum() == 10
+    assert out.index.is_monotonic_increasing  # order kept
+    again, _ = cap_sources(frame, {0: 5}, seed=3)
+    assert again["input"].tolist() == out["input"].tolist()
+    other, _ = cap_sources(frame, {0: 5}, seed=4)
+    assert other["input"].tolist() != out["input"].tolist()
+    kept, dropped = cap_sources(frame, {1: 50}, seed=3)
+    assert dropped == {} and len(kept) == 30
