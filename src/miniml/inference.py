@@ -1,7 +1,9 @@
 """Load a model folder into a predictor: texts in, class probabilities out.
 
 The predictor applies the folder's own featurizer (the same code training used), runs the module under
-``torch.inference_mode`` and returns float32 probabilities with columns in ``info.labels`` order. Runtimes
+``torch.inference_mode``, divides the logits by the folder's ``logit_temperature`` (``miniml.json``; fitted on
+validation by training, 1 when scaling did not help) and returns float32 probabilities with columns in
+``info.labels`` order. Runtimes
 other than torch (ONNX) plug in with ``register_runtime``.
 """
 
@@ -71,8 +73,10 @@ class TorchPredictor:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
         with self._lock, torch.inference_mode():
             batch = {k: v.to(self.device) for k, v in self.featurizer.batch(list(texts)).items()}
-            logits = self.module(**batch)["logits"]  # (B, C)
-            return torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
+            logits = self.module(**batch)["logits"].float()  # (B, C)
+            if self.info.logit_temperature != 1.0:
+                logits = logits / self.info.logit_temperature
+            return torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float32, copy=False)
 
 
 @register_runtime("torch")

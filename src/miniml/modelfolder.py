@@ -42,6 +42,11 @@ class ModelInfo(BaseModel):
     base_model: str | None = None
     dataset: dict[str, Any] = Field(default_factory=dict, description="name, fingerprint, source")
     metrics: dict[str, float] = Field(default_factory=dict)
+    logit_temperature: float = Field(
+        default=1.0,
+        gt=0,
+        description="classification: logits are divided by it before the softmax (calibration)",
+    )
     lineage: dict[str, Any] = Field(default_factory=dict, description="parent version, steps applied")
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     miniml_version: str = ""

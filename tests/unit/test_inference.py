@@ -6,7 +6,7 @@ import torch
 
 from miniml.errors import ModelError
 from miniml.inference import Predictor, load_predictor
-from miniml.modelfolder import ModelInfo
+from miniml.modelfolder import ModelInfo, read_info, write_info
 from miniml.models import HashingBagSpec
 from miniml.models.folder import save_model_folder
 from miniml.models.registry import get_builder
@@ -43,6 +43,16 @@ def test_predict_proba_matches_module(folder) -> None:
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
     assert predictor.predict_proba([]).shape == (0, 2)
     assert torch.get_num_threads() == 1
+
+
+def test_logit_temperature_in_the_folder_scales_every_prediction(folder) -> None:
+    path, module, featurizer = folder
+    info = read_info(path)
+    write_info(path, info.model_copy(update={"logit_temperature": 2.5}))
+    probs = load_predictor(path).predict_proba(TEXTS)
+    with torch.no_grad():
+        expected = torch.softmax(module.eval()(**featurizer.batch(TEXTS))["logits"] / 2.5, -1).numpy()
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_thread_safe(folder) -> None:

@@ -49,8 +49,9 @@ def score_split(predictor: Predictor, dataset: Dataset, split: str) -> Classific
     frame = dataset.split(split)
     task = ClassificationTask(predictor.info.labels)
     y_true = task.label_ids(frame["target"].tolist())
-    probs = predict_in_batches(predictor, frame["input"].astype(str).tolist())
-    return classification_metrics(y_true, probs.argmax(axis=-1), task.labels)
+    texts = frame["input"].astype(str).tolist()
+    probs = predict_in_batches(predictor, texts)
+    return classification_metrics(y_true, probs.argmax(axis=-1), task.labels, texts=texts, probs=probs)
 
 
 def evaluate_model(

@@ -23,17 +23,43 @@ def markdown_report(metrics: ClassificationMetrics, context: dict[str, Any]) -> 
     lines += ["", "| metric | value |", "|---|---|", f"| accuracy | {metrics.accuracy:.4f} |"]
     for avg, values in (("macro", metrics.macro), ("weighted", metrics.weighted)):
         lines += [f"| {avg} {name} | {v:.4f} |" for name, v in values.items()]
+    if metrics.ece is not None:
+        lines.append(f"| expected calibration error (15 bins) | {metrics.ece:.4f} |")
     lines += ["", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, v in metrics.per_class.items():
         lines.append(
             f"| {label} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {int(v['support'])} |"
         )
+    lines += length_table(metrics)
     lines += ["", "Confusion matrix (rows: true, columns: predicted):", ""]
     lines += ["| | " + " | ".join(metrics.labels) + " |", "|---" * (len(metrics.labels) + 1) + "|"]
     for label, row in zip(metrics.labels, metrics.confusion, strict=True):
         lines.append(f"| **{label}** | " + " | ".join(str(c) for c in row) + " |")
     lines += ["", f"![confusion matrix]({CONFUSION_FILE})", ""]
     return "\n".join(lines)
+
+
+def length_table(metrics: ClassificationMetrics) -> list[str]:
+    """Accuracy by length bucket (words), overall and per true label, as markdown lines (support in ())."""
+    if not metrics.by_length:
+        return []
+    lines = [
+        "",
+        "Accuracy by length (whitespace-separated words; rows per true label, support in brackets):",
+        "",
+    ]
+    lines += [
+        "| words | all | " + " | ".join(metrics.labels) + " |",
+        "|---" * (len(metrics.labels) + 2) + "|",
+    ]
+    for bucket, values in metrics.by_length.items():
+        cells = [_cell(values)] + [_cell(values["per_label"][label]) for label in metrics.labels]
+        lines.append(f"| {bucket} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cell(values: dict[str, Any]) -> str:
+    return f"{values['accuracy']:.4f} ({values['support']})" if values["support"] else "-"
 
 
 def write_report(

@@ -87,7 +87,9 @@ class OnnxPredictor:
         if len(texts) == 0:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
         logits = self.session.run(None, self.feeds(texts))[0]  # type: ignore[attr-defined]  # (B, C)
-        return softmax(np.asarray(logits))
+        return softmax(
+            np.asarray(logits) / np.float32(self.info.logit_temperature)
+        )  # temperature: see inference
 
 
 def load_onnx_predictor(

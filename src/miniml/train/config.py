@@ -68,6 +68,10 @@ class TrainConfig(StepConfig):
     short_crops: ShortCrops | None = Field(
         None, description="classification: add random runs of a few words of each training text"
     )
+    temperature_scaling: bool = Field(
+        True,
+        description="classification: fit a softmax temperature on validation; kept if it lowers the ECE",
+    )
 
     # runtime
     seed: int = 42

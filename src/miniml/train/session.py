@@ -22,7 +22,8 @@ from transformers import TrainerCallback, set_seed
 from miniml import __version__, paths
 from miniml.data.dataset import Dataset, fingerprint_of, open_dataset
 from miniml.errors import ConfigError, DataError, ModelError
-from miniml.evaluate.evaluate import score_split
+from miniml.evaluate.calibration import temperature_fit
+from miniml.evaluate.evaluate import predict_in_batches, score_split
 from miniml.evaluate.metrics import ClassificationMetrics
 from miniml.evaluate.report import write_report
 from miniml.inference import load_predictor
@@ -247,9 +248,25 @@ class TrainingSession:
         final = self.work_dir / "model"
         with atomic_dir(final, replace=True) as tmp:
             save_model_folder(tmp, module, featurizer, spec, info)
+            info = self._fit_temperature(tmp, info)
             details = score_split(load_predictor(tmp), self.dataset, "test")
             write_info(tmp, info.model_copy(update={"metrics": details.summary()}))
         return final, details
+
+    def _fit_temperature(self, folder: Path, info: ModelInfo) -> ModelInfo:
+        """Temperature scaling on the validation split: recorded in lineage, applied if it lowers the ECE."""
+        frame = self.frames["validation"]
+        if not self.config.temperature_scaling or frame.empty:
+            return info
+        probs = predict_in_batches(load_predictor(folder), frame["input"].astype(str).tolist())
+        fit = temperature_fit(probs, ClassificationTask(self.labels).label_ids(frame["target"].tolist()))
+        log.info("temperature scaling on validation: %s", fit)
+        update: dict[str, Any] = {"lineage": {**info.lineage, "temperature_scaling": fit}}
+        if fit["kept"]:
+            update["logit_temperature"] = fit["temperature"]
+        info = info.model_copy(update=update)
+        write_info(folder, info)
+        return info
 
     def finish(self) -> None:
         """Mark the run finished and drop its checkpoints (the model folder is what remains)."""

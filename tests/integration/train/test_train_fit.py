@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from miniml.data.dataset import Dataset
+from miniml.evaluate.calibration import with_temperature
 from miniml.evaluate.evaluate import predict_in_batches
 from miniml.inference import load_predictor
-from miniml.modelfolder import read_info
+from miniml.modelfolder import read_info, write_info
 from miniml.train import TrainConfig, fit
 
 
@@ -60,6 +61,29 @@ def test_hashing_bag_learns_and_writes_folder(toy_dataset: Dataset) -> None:
     assert {"report.md", "confusion_matrix.png", "curves.png"} <= {
         p.name for p in outcome.report_dir.iterdir()
     }
+    assert "ece" in report["metrics"] and report["by_length"]["1-3"]["support"] >= 0
+    assert "Accuracy by length" in (outcome.report_dir / "report.md").read_text()
+
+
+def test_temperature_is_fitted_on_validation_and_applied(toy_dataset: Dataset) -> None:
+    outcome = fit(config(toy_dataset, {"kind": "hashing_bag", "buckets": 4096, "dim": 16}, epochs=1))
+    info = read_info(outcome.model_folder)
+    scaling = info.lineage["temperature_scaling"]
+    assert scaling["split"] == "validation" and scaling["temperature"] > 0
+    assert info.logit_temperature == (scaling["temperature"] if scaling["kept"] else 1.0)
+    assert scaling["kept"] == (scaling["ece_after"] < scaling["ece_before"])
+    # the predictor applies it: the same folder without the temperature gives the unscaled scores
+    texts = toy_dataset.split("test")["input"].tolist()
+    scaled = load_predictor(outcome.model_folder).predict_proba(texts)
+    write_info(outcome.model_folder, info.model_copy(update={"logit_temperature": 1.0}))
+    raw = load_predictor(outcome.model_folder).predict_proba(texts)
+    np.testing.assert_allclose(scaled, with_temperature(raw, info.logit_temperature), rtol=1e-4, atol=1e-6)
+
+    off = fit(
+        config(toy_dataset, {"kind": "hashing_bag", "buckets": 4096, "dim": 16}, temperature_scaling=False)
+    )
+    off_info = read_info(off.model_folder)
+    assert off_info.logit_temperature == 1.0 and "temperature_scaling" not in off_info.lineage
 
 
 def test_ordinal_soft_targets_are_the_training_loss(toy_dataset: Dataset) -> None:

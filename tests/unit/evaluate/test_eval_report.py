@@ -26,3 +26,18 @@ def test_no_curves_without_history(tmp_path) -> None:
     m = classification_metrics(np.array([0]), np.array([0]), ["a", "b"])
     out = write_report(tmp_path, m, {})
     assert not (out / "curves.png").exists()
+
+
+def test_report_has_length_buckets_and_ece(tmp_path) -> None:
+    texts = ["kort", "en lidt længere sætning her", "x " * 30]
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    m = classification_metrics(np.array([0, 1, 1]), probs.argmax(1), ["da", "sv"], texts=texts, probs=probs)
+    out = write_report(tmp_path, m, {"model": "demo"})
+    text = (out / "report.md").read_text()
+    assert "| expected calibration error (15 bins) |" in text
+    assert "| words | all | da | sv |" in text
+    assert "| 1-3 | 1.0000 (1) | 1.0000 (1) | - |" in text
+    assert "| 21+ | 0.0000 (1) | - | 0.0000 (1) |" in text
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["by_length"]["4-8"]["per_label"]["sv"] == {"accuracy": 1.0, "support": 1}
+    assert data["metrics"]["accuracy/words_21_plus"] == 0.0 and "ece" in data["metrics"]
