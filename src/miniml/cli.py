@@ -105,6 +105,80 @@ def data_show(
     print_summary(open_dataset(dataset), sources=True)
 
 
+HubArg = Annotated[str, typer.Argument(help="The dataset hub: s3://BUCKET/PREFIX.", show_default=False)]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="S3-compatible endpoint [default: $MLFLOW_S3_ENDPOINT_URL, else $AWS_ENDPOINT_URL, else AWS].",
+    ),
+]
+ProfileOption = Annotated[
+    str | None, typer.Option("--profile", help="AWS profile for credentials [default: $AWS_PROFILE].")
+]
+
+
+@data_app.command("push")
+def data_push(
+    dataset: Annotated[
+        str, typer.Argument(help="Dataset folder, NAME or NAME/FINGERPRINT.", show_default=False)
+    ],
+    remote: HubArg,
+    endpoint_url: EndpointOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Upload a prepared dataset to the hub (content-addressed: a second push uploads nothing)."""
+    from miniml.data.dataset import open_dataset
+    from miniml.data.hub import push
+    from miniml.data.report import transfer_line
+
+    done = push(open_dataset(dataset).path, remote, endpoint=endpoint_url, profile=profile)
+    typer.echo(transfer_line(done, pushed=True))
+
+
+@data_app.command("pull")
+def data_pull(
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="NAME (newest), NAME/FINGERPRINT, or s3://BUCKET/PREFIX/NAME/FINGERPRINT.",
+            show_default=False,
+        ),
+    ],
+    remote: Annotated[
+        str | None, typer.Argument(help="The dataset hub: s3://BUCKET/PREFIX.", show_default=False)
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Download a dataset from the hub; every file's sha256 is checked before it appears locally."""
+    from miniml.data.hub import pull
+    from miniml.data.report import transfer_line
+
+    done = pull(dataset, remote, endpoint=endpoint_url, profile=profile)
+    typer.echo(transfer_line(done, pushed=False))
+
+
+@data_app.command("list")
+def data_list(
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="List the hub at s3://BUCKET/PREFIX instead.")
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """List the datasets of this MINIML_HOME, or of the hub with --remote."""
+    from miniml.data.dataset import list_datasets
+    from miniml.data.hub import list_remote
+    from miniml.data.report import local_table, remote_table
+
+    if remote is None:
+        _console().print(local_table(list_datasets()))
+        return
+    found = list_remote(remote, endpoint=endpoint_url, profile=profile)
+    _console().print(remote_table(found, remote))
+
+
 # ---------------------------------------------------------------- train / evaluate / predict (issue 3)
 ModelArg = Annotated[
     str,
@@ -452,6 +526,60 @@ def pipeline_run(
     hf_logging.disable_progress_bar()
     pipeline = load_pipeline(config, set_ or [])
     run_pipeline(pipeline, resume=resume, fresh=fresh, mirror=mirror, serve=serve_)  # prints its outcome
+
+
+# ---------------------------------------------------------------- hub (issue 19)
+hub_app = typer.Typer(
+    help="The team hub: an MLflow tracking server with PostgreSQL and an S3 artifact store.",
+    no_args_is_help=True,
+)
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.command("up")
+def hub_up(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="hub.yaml")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.", min=1, max=65535)] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (0.0.0.0 to serve the team).")] = None,
+    set_: SetOption = None,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Run the server in this process (compose, systemd).")
+    ] = False,
+) -> None:
+    """Start the hub in the background; prints the MLFLOW_TRACKING_URI to export."""
+    from miniml.hub import load_hub_config, up
+
+    flags = [f"{k}={v}" for k, v in (("port", port), ("host", host)) if v is not None]
+    state = up(load_hub_config(config, [*(set_ or []), *flags]), foreground=foreground)
+    typer.echo(f"hub running at {state.url} (pid {state.pid}; log {state.log})")
+    typer.echo(f"backend store {state.backend_store}; artifacts {state.artifacts_destination}")
+    typer.echo(f"export MLFLOW_TRACKING_URI={state.url}   # or: source {Path(state.log).parent / 'env'}")
+
+
+@hub_app.command("down")
+def hub_down() -> None:
+    """Stop the hub started from this MINIML_HOME."""
+    from miniml.hub import down
+
+    state = down()
+    typer.echo(f"stopped the hub at {state.url} (pid {state.pid})" if state else "no hub is running")
+
+
+@hub_app.command("status")
+def hub_status() -> None:
+    """Say whether the hub runs and answers; exit 1 when it does not."""
+    from miniml.hub import status
+
+    state, healthy = status()
+    if state is None:
+        typer.echo("hub: not running (start it with `miniml hub up --config hub.yaml`)")
+        raise typer.Exit(1)
+    word = "running" if healthy else "NOT answering"
+    typer.echo(f"hub: {word} at {state.url} (pid {state.pid}, since {state.started_at})")
+    typer.echo(f"backend store {state.backend_store}; artifacts {state.artifacts_destination}")
+    typer.echo(f"log: {state.log}")
+    if not healthy:
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

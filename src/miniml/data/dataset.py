@@ -14,45 +14,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, Field
 
 from miniml import paths
+from miniml.data import hub
+from miniml.data.manifest import MANIFEST, FileRecord, Manifest, SourceRecord, file_records
 from miniml.errors import DataError
 from miniml.io import atomic_dir, atomic_write_json
 
+__all__ = [
+    "MANIFEST",
+    "SPLITS",
+    "Dataset",
+    "FileRecord",
+    "Manifest",
+    "SourceRecord",
+    "fingerprint_of",
+    "list_datasets",
+    "open_dataset",
+    "write_dataset",
+]
+
 SPLITS = ("train", "validation", "test")
-MANIFEST = "manifest.json"
-
-
-class SourceRecord(BaseModel):
-    """Where some rows came from: a catalog URL or a local path, with its sha256."""
-
-    uri: str
-    sha256: str
-    bytes: int | None = None
-    license: str | None = None
-    rows: int | None = None
-
-
-class Manifest(BaseModel):
-    """What ``manifest.json`` holds; enough to reproduce and audit the dataset."""
-
-    name: str
-    fingerprint: str
-    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    miniml_version: str = ""
-    cleaning_version: str = ""
-    config: dict[str, Any] = Field(default_factory=dict)
-    sources: list[SourceRecord] = Field(default_factory=list)
-    columns: list[str] = Field(default_factory=lambda: ["input", "target"])
-    counts: dict[str, int] = Field(default_factory=dict)
-    label_counts: dict[str, dict[str, int]] = Field(default_factory=dict)
-    dropped: dict[str, int] = Field(default_factory=dict)
 
 
 def fingerprint_of(obj: Any, length: int = 16) -> str:
@@ -62,10 +48,11 @@ def fingerprint_of(obj: Any, length: int = 16) -> str:
 
 
 class Dataset:
-    """A prepared dataset folder, opened read-only."""
+    """A prepared dataset folder, opened read-only; ``source_uri`` is the hub URI it was pulled from."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, source_uri: str | None = None) -> None:
         self.path = Path(path)
+        self.source_uri = source_uri
         manifest_path = self.path / MANIFEST
         if not manifest_path.is_file():
             raise DataError(
@@ -110,7 +97,10 @@ class Dataset:
 
 
 def open_dataset(ref: str | Path) -> Dataset:
-    """Open a dataset by folder path, ``NAME/FINGERPRINT`` or ``NAME`` (the most recently prepared)."""
+    """Open a dataset by folder path, ``NAME/FINGERPRINT``, ``NAME`` (the most recently prepared) or
+    ``s3://BUCKET/PREFIX/NAME/FINGERPRINT`` (pulled from the dataset hub once, then read locally)."""
+    if hub.is_remote(ref):
+        return Dataset(hub.pull(str(ref)).path, source_uri=str(ref).rstrip("/"))
     candidate = Path(ref).expanduser()
     if (candidate / MANIFEST).is_file():
         return Dataset(candidate)
@@ -133,6 +123,12 @@ def open_dataset(ref: str | Path) -> Dataset:
         f"no prepared dataset {text!r} (looked for a folder and under {root})",
         hint="run `miniml data prepare CONFIG.yaml` first, or pass the folder it printed",
     )
+
+
+def list_datasets() -> list[Dataset]:
+    """Every dataset under ``MINIML_HOME/datasets``, by name then creation time."""
+    found = [Dataset(m.parent) for m in paths.datasets_dir().glob(f"*/*/{MANIFEST}")]
+    return sorted(found, key=lambda d: (d.name, d.manifest.created_at))
 
 
 def label_counts(frame: pd.DataFrame) -> dict[str, int]:
@@ -197,5 +193,6 @@ def write_dataset(
     with atomic_dir(final) as tmp:
         for split, frame in splits.items():
             frame.reset_index(drop=True).to_parquet(tmp / f"{split}.parquet", index=False)
+        manifest.files = file_records(tmp)
         atomic_write_json(tmp / MANIFEST, manifest.model_dump(mode="json"))
     return Dataset(final)

@@ -1,4 +1,4 @@
-"""Human-readable summaries of a prepared dataset (for ``data prepare`` and ``data show``)."""
+"""Human-readable summaries of datasets (``data prepare``, ``show``, ``list``, ``push``, ``pull``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from miniml.data.dataset import SPLITS, Dataset
+from miniml.data.hub import RemoteDataset, Transfer
 
 
 def counts_table(dataset: Dataset) -> Table:
@@ -57,3 +58,38 @@ def print_summary(dataset: Dataset, console: Console | None = None, *, sources: 
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+def transfer_line(done: Transfer, pushed: bool) -> str:
+    """One line saying what ``data push`` / ``data pull`` did."""
+    what = f"{done.name}/{done.fingerprint}"
+    size = f"{done.files} files, {done.bytes / 1e6:.1f} MB"
+    if pushed:
+        if done.moved:
+            return f"pushed {what} → {done.uri} ({size})"
+        return f"already in the hub: {done.uri} (same fingerprint; nothing uploaded)"
+    if done.moved:
+        return f"pulled {done.uri} → {done.path} ({size}, every sha256 verified)"
+    return f"already here: {done.path} (same fingerprint; nothing downloaded)"
+
+
+def remote_table(datasets: list[RemoteDataset], where: str) -> Table:
+    """Datasets in the hub: name, fingerprint, files, size, when pushed."""
+    table = Table(title=f"datasets in {where}", title_justify="left")
+    for column in ("name", "fingerprint", "files", "MB", "pushed (UTC)"):
+        table.add_column(column, justify="right" if column in {"files", "MB"} else "left")
+    for d in datasets:
+        when = d.pushed.strftime("%Y-%m-%d %H:%M")
+        table.add_row(d.name, d.fingerprint, str(d.files), f"{d.bytes / 1e6:.1f}", when)
+    return table
+
+
+def local_table(datasets: list[Dataset]) -> Table:
+    """Datasets prepared or pulled into this MINIML_HOME."""
+    table = Table(title="datasets", title_justify="left")
+    for column in ("name", "fingerprint", "rows", "created", "path"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for d in datasets:
+        rows = sum(d.manifest.counts.values())
+        table.add_row(d.name, d.fingerprint, str(rows), d.manifest.created_at[:16], str(d.path))
+    return table

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from miniml import paths
 from miniml.errors import RegistryError
+from miniml.objectstore import S3Location, S3Store, store_error
 
 # MLflow reports usage to a remote endpoint unless told not to; a local platform keeps quiet by default
 # (a user who wants it sets MLFLOW_DISABLE_TELEMETRY=false).
@@ -144,6 +145,11 @@ def mlflow_errors(what: str) -> Iterator[None]:
         raise RegistryError(f"{what}: {first_line(err)}", hint=_hint_for(err)) from None
     except (OSError, ImportError) as err:
         raise RegistryError(f"{what}: {first_line(err)}", hint="check MLFLOW_TRACKING_URI") from None
+    except Exception as err:  # an S3 artifact store's failure (botocore) is one line too
+        mapped = store_error(err, what, "the S3 artifact store")
+        if mapped is None:
+            raise
+        raise mapped from None
 
 
 def _hint_for(err: MlflowException) -> str | None:
@@ -158,8 +164,21 @@ def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
 
 
+@functools.lru_cache(maxsize=8)
+def check_artifact_root(root: str) -> None:
+    """Before any run starts: an ``s3://`` artifact root's bucket exists and takes our credentials.
+
+    Without this a missing bucket or a wrong key would surface only when the trained model is uploaded.
+    """
+    if root.startswith("s3://"):
+        S3Store(S3Location.parse(root).bucket).check()
+
+
 def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
     """Id of experiment ``name``, created (with the embedded artifact root when embedded) if missing."""
+    location = artifact_location(uri, name)
+    if location is not None:
+        check_artifact_root(location)
     with mlflow_errors(f"cannot open MLflow experiment {name!r}"):
         found = client.get_experiment_by_name(name)
         if found is not None:
@@ -167,7 +186,7 @@ def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
                 client.restore_experiment(found.experiment_id)
             return str(found.experiment_id)
         try:
-            return str(client.create_experiment(name, artifact_location=artifact_location(uri, name)))
+            return str(client.create_experiment(name, artifact_location=location))
         except MlflowException as err:  # created by a concurrent writer between our two calls
             if error_code(err) != "RESOURCE_ALREADY_EXISTS":
                 raise

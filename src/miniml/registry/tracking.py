@@ -246,19 +246,22 @@ class RunTracker:
             raise RegistryError(f"cannot log artifact {path}: no such file or folder")
 
     def log_dataset(self, dataset: Dataset, context: str = "training") -> None:
-        """Record a prepared dataset as a run input: name, digest = fingerprint, source = its folder."""
+        """Record a prepared dataset as a run input: name, digest = fingerprint, source = its folder,
+        or the dataset hub URI (``s3://...``) it was pulled from (MLflow's ``s3`` source type)."""
         manifest = dataset.manifest
+        remote = dataset.source_uri
         entity = MlflowDataset(
             name=dataset.name,
             digest=dataset.fingerprint[:36],
-            source_type="local",
-            source=json.dumps({"uri": str(Path(dataset.path).resolve())}),
+            source_type="s3" if remote else "local",
+            source=json.dumps({"uri": remote or str(Path(dataset.path).resolve())}),
             schema=json.dumps({"columns": manifest.columns}),
             profile=json.dumps({"counts": manifest.counts}),
         )
         tags = [InputTag("mlflow.data.context", context)]
         call("cannot log dataset", self.client.log_inputs, self.run_id, [DatasetInput(entity, tags)])
-        self.set_tags({"dataset.name": dataset.name, "dataset.fingerprint": dataset.fingerprint})
+        extra = {"dataset.uri": remote} if remote else {}
+        self.set_tags({"dataset.name": dataset.name, "dataset.fingerprint": dataset.fingerprint, **extra})
 
     def log_artifacts(self, paths: Iterable[Path], artifact_path: str | None = None) -> None:
         for path in paths:

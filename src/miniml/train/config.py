@@ -27,7 +27,10 @@ class TrainConfig(StepConfig):
     env_section: ClassVar[str] = "train"
 
     model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="registry name of the model")
-    dataset: str = Field(min_length=1, description="prepared dataset: NAME, NAME/FINGERPRINT or a folder")
+    dataset: str = Field(
+        min_length=1,
+        description="prepared dataset: NAME, NAME/FINGERPRINT, a folder or s3://BUCKET/PREFIX/NAME/FINGERPRINT",
+    )
     task: Literal["classification"] = "classification"
     model: Annotated[ModelSpec, Field(discriminator="kind")]
 
