@@ -94,3 +94,15 @@ def test_down_and_status_without_a_hub(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as exit_info:
         main(["hub", "status"])
     assert exit_info.value.code == 1 and "hub: not running" in capsys.readouterr().out
+
+
+def test_member_commands_fail_fast_when_the_hub_is_down(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models", "list"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: cannot reach the MLflow tracking server {url} (ConnectError)"), err

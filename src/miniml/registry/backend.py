@@ -100,9 +100,25 @@ def _client_for(uri: str) -> MlflowClient:
         warnings.simplefilter("ignore")  # SQLAlchemy deprecation notices from MLflow's own models
         if is_embedded(uri):
             _init_embedded_store(uri)
+        check_server(uri)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)  # fail here, with a clear line, if the store is unusable
     return client
+
+
+def check_server(uri: str) -> None:
+    """A tracking server that does not answer fails here in seconds, not after MLflow's minutes of retries."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import httpx
+
+    try:
+        httpx.get(f"{uri.rstrip('/')}/health", timeout=5)
+    except httpx.TransportError as err:
+        raise RegistryError(
+            f"cannot reach the MLflow tracking server {redact(uri)} ({type(err).__name__})",
+            hint="is the hub running? `miniml hub status` where it was started; check MLFLOW_TRACKING_URI",
+        ) from None
 
 
 def _init_embedded_store(uri: str) -> None:
