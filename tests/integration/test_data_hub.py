@@ -122,11 +122,22 @@ def test_pull_refuses_a_damaged_file_and_writes_nothing(
 ) -> None:
     make_toy()
     hub.push(open_dataset("toy").path, f"s3://{bucket}/team")
-    s3.client().put_object(Bucket=bucket, Key="team/toy/fp3003/train.parquet", Body=b"not parquet")  # type: ignore[attr-defined]
+    key = "team/toy/fp3003/train.parquet"
+    good = s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]
     home = move_home(monkeypatch, tmp_path / "other")
-    code, _, err = cli(capsys, "data", "pull", "toy/fp3003", f"s3://{bucket}/team")
-    one_error(code, err, f"s3://{bucket}/team/toy/fp3003/train.parquet does not match its manifest")
-    assert not (home / "datasets").exists() or not any((home / "datasets").rglob("*"))
+    for damaged, expected in ((b"not parquet", "11 bytes in the bucket"), (flip(good), "sha256")):
+        s3.client().put_object(Bucket=bucket, Key=key, Body=damaged)  # type: ignore[attr-defined]
+        code, _, err = cli(capsys, "data", "pull", "toy/fp3003", f"s3://{bucket}/team")
+        one_error(
+            code, err, f"s3://{bucket}/team/toy/fp3003/train.parquet does not match its manifest", expected
+        )
+        assert not (home / "datasets").exists() or not any((home / "datasets").rglob("*"))
+
+
+def flip(data: bytes) -> bytes:
+    """The same bytes with one bit changed in the middle (same size: only the sha256 can tell)."""
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1 :]
 
 
 def test_push_refuses_a_locally_changed_file(

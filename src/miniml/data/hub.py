@@ -176,6 +176,7 @@ def pull(
     manifest = _parse_manifest(data, target.uri)
     if (manifest.name, manifest.fingerprint) != (name, fingerprint) or not manifest.files:
         raise DataError(f"{target.uri}/{MANIFEST} does not describe {name}/{fingerprint} (or lists no files)")
+    _check_sizes(store, target, manifest.files)
     try:
         with atomic_dir(final) as tmp:
             for file, record in manifest.files.items():
@@ -212,6 +213,20 @@ def _newest(found: list[RemoteDataset], name: str, root: S3Location) -> str:
             hint=f"datasets there: {', '.join(names)}" if names else "the hub is empty; push one first",
         )
     return mine[-1].fingerprint
+
+
+def _check_sizes(store: ObjectStore, target: S3Location, files: dict[str, FileRecord]) -> None:
+    """Before downloading anything: every listed file is in the bucket with the size the manifest says."""
+    sizes = {obj.key: obj.size for obj in store.list_objects(f"{target.key()}/")}
+    for name, record in files.items():
+        size = sizes.get(target.key(name))
+        if size != record.bytes:
+            found = "missing" if size is None else f"{size} bytes"
+            raise DataError(
+                f"{target.uri}/{name} does not match its manifest: {found} in the bucket, the manifest lists "
+                f"{record.bytes} bytes; nothing was written",
+                hint="the copy in the bucket is damaged or incomplete: push the dataset again",
+            )
 
 
 def _verify(path: Path, record: FileRecord, source: str) -> None:
