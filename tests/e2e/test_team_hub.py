@@ -91,16 +91,18 @@ def test_hub_serves_a_team(
         assert (admin / "hub" / "env").read_text() == f"export MLFLOW_TRACKING_URI={url}\n"
         state = json.loads((admin / "hub" / "hub.json").read_text())
         assert state["url"] == url and state["artifacts_destination"] == f"s3://{bucket}/artifacts"
-        status = miniml("hub", "status", home=admin)
-        assert status.returncode == 0 and f"hub: running at {url}" in status.stdout
+        monkeypatch.setenv("MINIML_HOME", str(admin))  # the commands below run in this process
+        code, out, _ = cli(capsys, "hub", "status")
+        assert code == 0 and f"hub: running at {url}" in out
 
         # a second `hub up`: from the same home, and from another home on the same port
-        again = miniml("hub", "up", "--config", str(hub_yaml), home=admin)
-        assert again.returncode == 2 and again.stderr.count("\n") == 1
-        assert again.stderr.startswith(f"error: the hub is already running at {url}")
-        other = miniml("hub", "up", "--config", str(hub_yaml), home=tmp_path / "other")
-        assert other.returncode == 2 and other.stderr.count("\n") == 1
-        assert other.stderr.startswith(f"error: port {port} on 127.0.0.1 is already in use")
+        code, _, err = cli(capsys, "hub", "up", "--config", str(hub_yaml))
+        assert code == 2 and err.count("\n") == 1
+        assert err.startswith(f"error: the hub is already running at {url}")
+        monkeypatch.setenv("MINIML_HOME", str(tmp_path / "other"))
+        code, _, err = cli(capsys, "hub", "up", "--config", str(hub_yaml))
+        assert code == 2 and err.count("\n") == 1
+        assert err.startswith(f"error: port {port} on 127.0.0.1 is already in use")
         assert not (tmp_path / "other" / "hub" / "hub.json").exists()
 
         team_member_a(url, tmp_path, monkeypatch, capsys)
@@ -113,7 +115,8 @@ def test_hub_serves_a_team(
     assert not (admin / "hub" / "hub.json").exists()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)
-    assert miniml("hub", "status", home=admin).returncode == 1
+    monkeypatch.setenv("MINIML_HOME", str(admin))
+    assert cli(capsys, "hub", "status")[0] == 1
 
 
 def team_member_a(
