@@ -251,3 +251,17 @@ def prometheus_server(tmp: Path, target: str) -> Iterator[str]:
         yield url
     finally:
         stop(proc)
+
+
+def nan_model_copy(source: Path, dest: Path) -> Path:
+    """A real model folder whose weights are NaN (what a diverged training run leaves), saved by miniml."""
+    import torch
+
+    from miniml.models.folder import load_model_folder, save_model_folder
+
+    loaded = load_model_folder(source)
+    with torch.no_grad():
+        for param in loaded.module.parameters():
+            param.fill_(float("nan"))
+    save_model_folder(dest, loaded.module, loaded.featurizer, loaded.spec, loaded.info)
+    return dest

@@ -426,7 +426,11 @@ def keys_create(
 
     key = add_key(file, name, models=model or ["*"], requests=requests, chars=chars)
     typer.echo(key)
-    typer.echo(f"stored the hash of key {name!r} in {file}; the key is not shown again", err=True)
+    typer.echo(
+        f"stored the hash of key {name!r} in {file}; the key is not shown again "
+        "(servers using this file accept it within auth.reload_s, default 2 s)",
+        err=True,
+    )
 
 
 @keys_app.command("list")
@@ -441,11 +445,16 @@ def keys_list(file: KeysFileOption) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="Key name.")], file: KeysFileOption) -> None:
-    """Remove a key from the keys file (servers pick it up on restart)."""
+    """Remove a key from the keys file; servers using the file refuse it within auth.reload_s (2 s)."""
     from miniml.serve.auth import revoke_key
 
     revoke_key(file, name)
-    typer.echo(f"revoked key {name!r}")
+    typer.echo(f"revoked key {name!r} in {file}")
+    typer.echo(
+        "servers using this file refuse it within auth.reload_s (default 2 s); "
+        "`kill -HUP PID` makes one re-read the file at once",
+        err=True,
+    )
 
 
 # ---------------------------------------------------------------- optimize (issue 6)

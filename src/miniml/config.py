@@ -101,18 +101,49 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist", hint="check the path") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    data = parse_yaml(text, f"config file {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
     return data
+
+
+MAX_DEPTH = 100  # nesting no config needs; deeper documents are refused before they exhaust the stack
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error is a ConfigError naming ``source``, line and column.
+
+    Documents nested deeper than :data:`MAX_DEPTH` are refused up front: PyYAML's composer recurses once
+    per level, so ``[[[[...]]]]`` 100,000 deep would otherwise end in a RecursionError (a crash, not a
+    message).
+    """
+    try:
+        check_depth(yaml.parse(text), source)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
+
+
+def check_depth(events: Any, source: str) -> None:
+    """Walk YAML parser events (no recursion) and refuse nesting deeper than :data:`MAX_DEPTH`."""
+    depth = 0
+    for event in events:
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+                raise ConfigError(
+                    f"{source} nests collections more than {MAX_DEPTH} levels deep{where}",
+                    hint="configs need a few levels; check the file",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

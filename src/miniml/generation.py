@@ -182,6 +182,9 @@ class Generator:
         from miniml.tasks.generative import load_saved
 
         loaded = load_saved(Path(folder), module.auto_class(), lambda: module.load_base(fmt.source), device)
+        from miniml.models.folder import check_finite_parameters
+
+        check_finite_parameters(loaded.model, Path(folder))  # NaN weights: refused, never generated from
         if quantized:
             from miniml.optimize.quantize import apply_saved_quantization
 

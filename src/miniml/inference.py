@@ -33,6 +33,37 @@ class Predictor(Protocol):
         ...
 
 
+WARM_UP_TEXTS = ("warm up", "Hej, hvordan har du det i dag?", "Ünïcödé 123 !? ÆØÅ", "a " * 200)
+
+
+def non_finite_rows(probs: np.ndarray) -> np.ndarray:
+    """Indices of the rows holding NaN or an infinity (a model with broken weights)."""
+    return np.flatnonzero(~np.isfinite(probs).all(axis=-1)) if probs.size else np.zeros(0, dtype=np.int64)
+
+
+def require_finite(probs: np.ndarray, what: str) -> None:
+    """Raise a ModelError naming ``what`` when any probability is NaN or infinite."""
+    bad = non_finite_rows(probs)
+    if len(bad):
+        raise ModelError(
+            f"{what}: the model's scores are not finite (NaN or infinity) for {len(bad)} of {len(probs)} "
+            f"inputs (first: input {int(bad[0])})",
+            hint="its weights are broken (e.g. training diverged): retrain it or restore the folder",
+        )
+
+
+def check_predictor(predictor: Predictor) -> None:
+    """Warm-up check of a loaded classifier: right shape and finite scores on a few varied texts."""
+    probs = predictor.predict_proba(list(WARM_UP_TEXTS))
+    labels = len(predictor.info.labels)
+    if probs.shape != (len(WARM_UP_TEXTS), labels):
+        raise ModelError(
+            f"model {predictor.info.name} returned probabilities of shape {probs.shape} for "
+            f"{len(WARM_UP_TEXTS)} texts and {labels} labels; its folder is inconsistent"
+        )
+    require_finite(probs, f"model {predictor.info.name} ({predictor.path})")
+
+
 RuntimeLoader = Callable[[Path, ModelInfo, str], Predictor]
 _RUNTIMES: dict[str, RuntimeLoader] = {}
 

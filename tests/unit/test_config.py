@@ -55,3 +55,15 @@ def test_unknown_key_and_bad_yaml(tmp_path: Path) -> None:
         load_config(Demo, tmp_path / "missing.yaml", environ={})
     with pytest.raises(ConfigError, match="not key=value"):
         load_config(Demo, write(tmp_path, "name: a\n"), ["epochs"], environ={})
+
+
+def test_a_config_nested_100000_deep_is_a_one_line_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match=r"nests collections more than 100 levels deep \(at line 1"):
+        load_config(Demo, path)
+
+
+def test_yaml_errors_name_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nepochs: [1\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 3, column 1"):
+        load_config(Demo, path)

@@ -82,3 +82,19 @@ def test_broken_folders(folder) -> None:
         load_predictor(path)
     with pytest.raises(ModelError, match="not a miniml model folder"):
         load_predictor(path.parent)
+
+
+def test_nan_weights_are_refused_at_load_and_scores_checked(folder, tmp_path) -> None:
+    from miniml.inference import check_predictor, require_finite
+    from miniml.models.folder import load_model_folder
+
+    path, module, featurizer = folder
+    with torch.no_grad():
+        module.head[1].weight[0, 0] = float("nan")  # one weight is enough to poison every answer
+    loaded = load_model_folder(path)
+    save_model_folder(tmp_path / "nan", module, featurizer, loaded.spec, loaded.info)
+    with pytest.raises(ModelError, match=r"tensor head\.1\.weight holds NaN or infinite values"):
+        load_predictor(tmp_path / "nan")
+    check_predictor(load_predictor(path))  # the healthy folder passes the warm-up check
+    with pytest.raises(ModelError, match=r"not finite .* for 1 of 2 inputs \(first: input 1\)"):
+        require_finite(np.array([[0.5, 0.5], [np.nan, 0.5]], dtype=np.float32), "probe")

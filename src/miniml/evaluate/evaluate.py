@@ -13,7 +13,7 @@ from miniml import paths
 from miniml.data.dataset import Dataset, open_dataset
 from miniml.evaluate.metrics import ClassificationMetrics
 from miniml.evaluate.report import write_report
-from miniml.inference import Predictor, load_predictor
+from miniml.inference import Predictor, load_predictor, require_finite
 from miniml.modelfolder import read_info
 from miniml.tasks.classification import ClassificationTask
 
@@ -51,6 +51,7 @@ def score_split(predictor: Predictor, dataset: Dataset, split: str) -> Classific
     y_true = task.label_ids(frame["target"].tolist())
     texts = frame["input"].astype(str).tolist()
     probs = predict_in_batches(predictor, texts)
+    require_finite(probs, f"{split} split of {dataset.name}")  # argmax of NaN rows would still score
     return classification_metrics(y_true, probs.argmax(axis=-1), task.labels, texts=texts, probs=probs)
 
 

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from miniml.errors import DataError
 from miniml.evaluate.evaluate import resolve_model_path
-from miniml.inference import load_predictor
+from miniml.inference import load_predictor, require_finite
 from miniml.modelfolder import read_info
 from miniml.tasks.classification import ClassificationTask
 
@@ -37,8 +37,8 @@ def _records(fh: IO[bytes], source: Path) -> Iterator[dict[str, Any]]:
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            record = json.loads(raw, parse_constant=_no_constant)  # NaN / Infinity are not JSON
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise DataError(
                 f"{source}:{number}: not valid JSON", hint="write one JSON object per line"
             ) from None
@@ -48,6 +48,10 @@ def _records(fh: IO[bytes], source: Path) -> Iterator[dict[str, Any]]:
                 hint='each line must look like {"text": "..."}',
             )
         yield {"text": record["text"], **({"id": record["id"]} if "id" in record else {})}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -82,12 +86,16 @@ def predict_file(
         return predict_generative_file(folder, input_path, output_path, batch_size=min(batch_size, 64))
     predictor = load_predictor(folder)
     task = ClassificationTask(predictor.info.labels)
-    return stream_jsonl(
-        input_path,
-        output_path,
-        batch_size,
-        lambda texts: task.decode(predictor.predict_proba(texts), top_k),
-    )
+    done = 0
+
+    def answer(texts: list[str]) -> list[dict[str, Any]]:
+        nonlocal done
+        probs = predictor.predict_proba(texts)
+        require_finite(probs, f"{input_path}: lines after the first {done} predicted")  # never NaN in JSON
+        done += len(texts)
+        return task.decode(probs, top_k)
+
+    return stream_jsonl(input_path, output_path, batch_size, answer)
 
 
 def stream_jsonl(
@@ -109,7 +117,7 @@ def stream_jsonl(
             for batch in _batches(_records(src, input_path), batch_size):
                 for record, result in zip(batch, answer([r["text"] for r in batch]), strict=True):
                     extra = {"id": record["id"]} if "id" in record else {}
-                    out.write(json.dumps({**extra, **result}, ensure_ascii=False) + "\n")
+                    out.write(json.dumps({**extra, **result}, ensure_ascii=False, allow_nan=False) + "\n")
                 written += len(batch)
                 bar(src.tell())
             out.flush()

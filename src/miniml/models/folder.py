@@ -95,5 +95,18 @@ def load_model_folder(folder: Path) -> LoadedModel:
         raise ModelError(
             f"weights {weights} are corrupted or do not fit the model: {str(err)[:200]}"
         ) from None
+    check_finite_parameters(module, weights)
     module.eval()
     return LoadedModel(module=module, featurizer=featurizer, spec=spec, info=info)
+
+
+def check_finite_parameters(module: nn.Module, source: Path) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training run), naming the first such tensor."""
+    import torch
+
+    for name, param in module.named_parameters():
+        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            raise ModelError(
+                f"weights {source}: tensor {name} holds NaN or infinite values",
+                hint="the training run diverged or the file was damaged: retrain or restore the folder",
+            )

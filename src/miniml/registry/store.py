@@ -156,6 +156,7 @@ def register_model(
     check_name(name)
     folder = Path(folder)
     info = read_info(folder)
+    check_metrics(info, folder)
     all_tags = version_tags(info, tags)
     uri = tracking_uri or (tracking_uri_of(run_id) if run_id else None) or default_tracking_uri()
     if run_id is not None:
@@ -163,6 +164,19 @@ def register_model(
     with RunTracker(name, run_name=f"register-{name}", tracking_uri=uri) as run:
         run.set_tags({"miniml.registered_as": name})
         return _register_in_run(run.client, name, folder, run.run_id, all_tags)
+
+
+def check_metrics(info: ModelInfo, folder: Path) -> None:
+    """Refuse a model whose recorded test metrics are not finite: its outputs were NaN or infinite."""
+    import math
+
+    bad = sorted(k for k, v in info.metrics.items() if not math.isfinite(float(v)))
+    if bad:
+        raise RegistryError(
+            f"model folder {folder} is not registered: its metrics {', '.join(bad)} are not finite "
+            "(the model's outputs on the test split were NaN or infinite)",
+            hint="the training run diverged: lower the learning rate or check the data, then retrain",
+        )
 
 
 def _register_in_run(

@@ -7,25 +7,38 @@ off the request latency (~1 µs). This is the usual practice for API tokens.
 
 The keys file (YAML or JSON) holds ``{"keys": [{"name", "sha256", "models", "requests", "chars"}]}``;
 ``miniml keys create NAME --file FILE`` prints a new key once and appends only its hash.
+
+A running server follows the file (:class:`KeysWatcher`): it checks the file's inode, size and mtime every
+``auth.reload_s`` seconds (2 by default) and re-reads it on SIGHUP, so ``miniml keys revoke`` (and new keys,
+changed models or budgets) take effect within that interval, without a restart. Replicas on several hosts
+share the keys by sharing the file (a mounted volume or config map). A file that no longer parses keeps the
+previous keys and logs an error (an atomic writer such as ``miniml keys`` never leaves one behind); a
+server that started with keys never opens up when the last key is revoked: every request is then a 401.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
+import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from miniml.errors import ConfigError
+from miniml.config import parse_yaml
+from miniml.errors import ConfigError, MinimlError
 from miniml.io import atomic_write_text
 from miniml.serve.settings import ApiKeyRecord, AuthSettings
 
+log = logging.getLogger("miniml.serve")
 KEY_PREFIX = "mk_"
 
 
@@ -47,10 +60,7 @@ def read_keys_file(path: Path) -> list[ApiKeyRecord]:
         raise ConfigError(
             f"keys file {path} does not exist", hint="create one with `miniml keys create NAME --file PATH`"
         ) from None
-    try:
-        data = json.loads(text) if Path(path).suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as err:
-        raise ConfigError(f"keys file {path} cannot be parsed: {str(err).splitlines()[0]}") from None
+    data = _parse_json(text, path) if Path(path).suffix == ".json" else parse_yaml(text, f"keys file {path}")
     data = data or {}
     entries = data.get("keys", []) if isinstance(data, Mapping) else None
     if not isinstance(entries, list):
@@ -61,6 +71,17 @@ def read_keys_file(path: Path) -> list[ApiKeyRecord]:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"keys file {path}: {where}: {first['msg']}") from None
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"keys file {path} is not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"keys file {path} is nested too deeply to be a keys file") from None
 
 
 def write_keys_file(path: Path, records: Sequence[ApiKeyRecord]) -> None:
@@ -113,15 +134,21 @@ def revoke_key(path: Path, name: str) -> None:
 
 
 class KeyStore:
-    """The configured keys; :meth:`authenticate` finds the record of a presented key."""
+    """The configured keys; :meth:`authenticate` finds the record of a presented key.
 
-    def __init__(self, records: Iterable[ApiKeyRecord], *, enabled: bool | None = None) -> None:
+    ``enabled=None`` turns auth on when there is any key. An enabled store needs keys at start
+    (``allow_empty`` is for reloads: revoking every key then refuses every request).
+    """
+
+    def __init__(
+        self, records: Iterable[ApiKeyRecord], *, enabled: bool | None = None, allow_empty: bool = False
+    ) -> None:
         self.records = list(records)
         names = [r.name for r in self.records]
         if len(set(names)) != len(names):
             raise ConfigError("two API keys share a name; key names must be unique")
         self.enabled = bool(self.records) if enabled is None else enabled
-        if self.enabled and not self.records:
+        if self.enabled and not self.records and not allow_empty:
             raise ConfigError(
                 "auth.enabled is true but no API key is configured",
                 hint="set auth.keys_file (create keys with `miniml keys create`) or auth.keys",
@@ -129,10 +156,20 @@ class KeyStore:
         self._digests = [(bytes.fromhex(r.sha256), r) for r in self.records]
 
     @classmethod
-    def from_settings(cls, settings: AuthSettings) -> KeyStore:
-        """Keys from ``keys_file`` plus ``keys`` (which the environment can set)."""
+    def from_settings(cls, settings: AuthSettings, *, host: str = "127.0.0.1") -> KeyStore:
+        """Keys from ``keys_file`` plus ``keys`` (which the environment can set).
+
+        Listening on a non-loopback ``host`` requires keys unless ``auth.enabled`` is explicitly false.
+        """
         records = read_keys_file(settings.keys_file) if settings.keys_file else []
-        return cls([*records, *settings.keys], enabled=settings.enabled)
+        records = [*records, *settings.keys]
+        if settings.enabled is None and not records and not is_loopback(host):
+            raise ConfigError(
+                f"serving on {host} (reachable from other machines) without API keys",
+                hint="create keys with `miniml keys create NAME --file keys.yaml` and set auth.keys_file, "
+                "or set auth.enabled: false to serve without keys on purpose",
+            )
+        return cls(records, enabled=settings.enabled)
 
     def authenticate(self, key: str) -> ApiKeyRecord | None:
         """The record whose hash matches ``key``, comparing against every record in constant time."""
@@ -142,6 +179,78 @@ class KeyStore:
             if hmac.compare_digest(digest, stored):
                 found = record
         return found
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost`` (reachable from this machine only)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+FileSignature = tuple[int, int, int, int]  # device, inode, size, mtime (ns)
+
+
+def file_signature(path: Path) -> FileSignature | None:
+    """What changes when a file is rewritten in place or replaced by a rename (None: missing)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class KeysWatcher:
+    """Follow a keys file: poll its signature every ``interval_s``; re-read on change or :meth:`wake`.
+
+    ``on_change(records)`` gets the new file's records on the event loop. A file that cannot be read or
+    parsed keeps the previous keys: the error is logged once per distinct change.
+    """
+
+    def __init__(
+        self, path: Path, interval_s: float, on_change: Callable[[list[ApiKeyRecord]], None]
+    ) -> None:
+        self.path = Path(path)
+        self.interval_s = interval_s
+        self.on_change = on_change
+        self._seen = file_signature(self.path)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    async def run(self) -> None:
+        """Check until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            forced = self._wake.is_set()  # read here: a wake-up racing the timeout is not lost
+            self._wake.clear()
+            await self.check(force=forced)
+
+    def wake(self) -> None:
+        """Re-read now (thread- and signal-safe: SIGHUP calls it)."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def check(self, *, force: bool = False) -> bool:
+        """Re-read the file if it changed (or ``force``); return whether new keys were applied."""
+        signature = file_signature(self.path)
+        if signature == self._seen and not force:
+            return False
+        self._seen = signature
+        try:
+            records = await asyncio.to_thread(read_keys_file, self.path)
+            self.on_change(records)
+        except MinimlError as err:
+            log.error("keys file not reloaded; the previous keys stay in force: %s", err)
+            return False
+        return True
 
 
 def presented_key(headers: Mapping[str, Any]) -> str | None:

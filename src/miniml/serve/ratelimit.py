@@ -71,12 +71,14 @@ class RateLimiter:
         return self.default_requests is not None or self.default_chars is not None or bool(self._budgets)
 
     def register(self, records: list[ApiKeyRecord]) -> None:
-        """Remember the per-key budgets of the configured keys."""
-        for r in records:
-            self._budgets[r.name] = (
+        """Use the per-key budgets of ``records`` (replacing those of earlier keys: a reload)."""
+        self._budgets = {
+            r.name: (
                 parse_rate(r.requests) or self.default_requests,
                 parse_rate(r.chars) or self.default_chars,
             )
+            for r in records
+        }
 
     def budgets(self, who: str) -> tuple[limits.RateLimitItem | None, limits.RateLimitItem | None]:
         """(requests, chars) budgets of a key name or anonymous client."""

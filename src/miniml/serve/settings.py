@@ -118,8 +118,15 @@ class ApiKeyRecord(BaseModel):
 class AuthSettings(StepConfig):
     """API keys: from ``keys_file`` and/or ``keys`` (env: MINIML_SERVE__AUTH__KEYS as a YAML/JSON list)."""
 
-    enabled: bool | None = Field(default=None, description="None: on when any key is configured")
+    enabled: bool | None = Field(
+        default=None,
+        description="None: on when any key is configured (and required on a non-loopback host); "
+        "false: serve without keys on purpose",
+    )
     keys_file: Path | None = None
+    reload_s: float = Field(
+        default=2.0, gt=0, le=3600, description="check the keys file for changes this often (also on SIGHUP)"
+    )
     keys: list[ApiKeyRecord] = Field(default_factory=list)
     open_routes: list[str] = Field(
         default_factory=lambda: ["/healthz", "/readyz", "/metrics"],

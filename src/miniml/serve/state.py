@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from miniml.serve.auth import KeyStore, presented_key
+from miniml.serve.auth import KeyStore, KeysWatcher, presented_key
 from miniml.serve.engine import ModelSet, ServedModel, load_models
 from miniml.serve.errors import HTTPProblem, Unavailable
 from miniml.serve.logs import AccessLog
@@ -36,9 +36,15 @@ class ServerState:
     ) -> None:
         self.settings = settings
         self.metrics = ServeMetrics()
-        self.keys = KeyStore.from_settings(settings.auth)
+        auth = settings.auth
+        # The watcher notes the file's signature before the first read: a change in between is not missed.
+        self.keys_watcher = (
+            KeysWatcher(auth.keys_file, auth.reload_s, self.use_keys) if auth.keys_file else None
+        )
+        self.keys = KeyStore.from_settings(auth, host=settings.server.host)
         self.limiter = RateLimiter(settings.ratelimit)
         self.limiter.register(self.keys.records)
+        self._tasks: list[asyncio.Task[None]] = []
         self.models = ModelSet(settings, self.metrics)
         self.metrics.watch_runtime(lambda: self.models)
         self.open_routes = frozenset(settings.auth.open_routes)
@@ -56,14 +62,42 @@ class ServerState:
         self._preloaded = None
         await self.models.start(loaded)
         self.access_log.start()
+        if self.keys_watcher is not None:
+            self._tasks.append(asyncio.create_task(self.keys_watcher.run(), name="keys-watcher"))
         self.status = "ready"
 
     async def stop(self) -> None:
         """Drain queued batches, stop followers, release connections."""
         self.status = "draining"
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.models.stop()
         await self.limiter.close()
         await self.access_log.stop()
+
+    def use_keys(self, file_records: list[ApiKeyRecord]) -> None:
+        """Serve with the keys file's new records (plus ``auth.keys``) from the next request on."""
+        records = [*file_records, *self.settings.auth.keys]
+        enabled = self.settings.auth.enabled
+        if enabled is None:  # automatic: on as soon as a key exists, and never off again once on
+            enabled = self.keys.enabled or bool(records)
+        store = KeyStore(records, enabled=enabled, allow_empty=True)
+        before = {r.name: r for r in self.keys.records}
+        after = {r.name: r for r in store.records}
+        self.limiter.register(store.records)
+        self.keys = store  # one assignment: a request sees the old or the new keys, never a mix
+        changed = sorted(n for n in before.keys() & after.keys() if before[n] != after[n])
+        fields = {
+            "added": sorted(after.keys() - before.keys()),
+            "removed": sorted(before.keys() - after.keys()),
+        }
+        log.info("API keys reloaded", extra={"fields": {**fields, "changed": changed, "keys": len(after)}})
+
+    def reload_keys_soon(self) -> None:
+        """Re-read the keys file now (SIGHUP); a no-op without one."""
+        if self.keys_watcher is not None:
+            self.keys_watcher.wake()
 
     def authenticate(self, request: Request) -> ApiKeyRecord | None:
         """The caller's key record (None when keys are off); 401 without a valid key."""

@@ -149,12 +149,14 @@ class ClassificationHandler:
         size = self.micro_batch_size or default_chunk(model)
         if size is None or len(items) <= size:
             probs: np.ndarray = model.predictor.predict_proba(items)  # (B, C) float32
+            check_rows(model, probs)
             return list(probs)  # unbatch: one (C,) row per input
         order = sorted(range(len(items)), key=lambda i: len(items[i]))  # similar lengths share a chunk
         rows: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(items)
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             probs = model.predictor.predict_proba([items[i] for i in chunk])
+            check_rows(model, probs)
             for i, row in zip(chunk, probs, strict=True):
                 rows[i] = row
         return rows
@@ -177,12 +179,27 @@ class ClassificationHandler:
         return [labels[int(row.argmax())] for row in outputs]
 
     def warm_up(self, model: LoadedModel) -> None:
-        probs = model.predictor.predict_proba(["warm up"])
-        if probs.shape != (1, len(model.info.labels)):
-            raise ModelError(
-                f"model {model.name} returned probabilities of shape {probs.shape} for "
-                f"{len(model.info.labels)} labels; its folder is inconsistent"
-            )
+        """Refuse a model whose scores have the wrong shape or are not finite (at load and alias swap)."""
+        from miniml.inference import check_predictor
+
+        check_predictor(model.predictor)
+
+
+class NonFiniteOutput(HTTPProblem):
+    """The model produced NaN or infinite scores: a broken model, never answered as ``null`` scores (500)."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            500,
+            "non_finite_output",
+            f"model {model!r} produced scores that are not finite; it has been logged",
+        )
+
+
+def check_rows(model: LoadedModel, probs: np.ndarray) -> None:
+    """Fail the batch (then each request on its own, see the batcher) when a row is not finite."""
+    if not np.isfinite(probs).all():
+        raise NonFiniteOutput(model.name)
 
 
 # Texts per chunk by runtime, for models that pad (tokenizers). MiniLM on SST-5, 2 cores, 16 clients: ONNX

@@ -51,6 +51,7 @@ def test_streams_in_order_with_ids_and_top_k(model, tmp_path) -> None:
         ('{"text": "ok"}\n{"text": 3}\n', "in.jsonl:2"),
         ("not json\n", "not valid JSON"),
         ('["text"]\n', '"text"'),
+        ('{"text": "ok", "id": NaN}\n', "not valid JSON"),  # Python's json reads NaN; JSON has none
     ],
 )
 def test_bad_lines_leave_no_output(model, tmp_path, content, message) -> None:

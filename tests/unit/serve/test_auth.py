@@ -89,3 +89,61 @@ def test_presented_key_from_either_header() -> None:
     assert presented_key({"authorization": "Basic dXNlcg=="}) is None
     assert presented_key({"x-api-key": "  "}) is None
     assert presented_key({}) is None
+
+
+def test_keys_file_errors_name_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "keys.yaml"
+    bad.write_text("keys:\n  - name: a\n    sha256: [x\n")
+    with pytest.raises(ConfigError, match=r"keys file .*keys.yaml is not valid YAML at line 4, column 1"):
+        read_keys_file(bad)
+    bad_json = tmp_path / "keys.json"
+    bad_json.write_text('{"keys": [\n  {"name": "a",}\n]}')
+    with pytest.raises(ConfigError, match=r"not valid JSON at line 2, column 16"):
+        read_keys_file(bad_json)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        read_keys_file(deep)
+
+
+def test_a_non_loopback_host_needs_keys_unless_auth_is_off_explicitly(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"serving on 0\.0\.0\.0 .* without API keys.*auth.enabled: false"):
+        KeyStore.from_settings(AuthSettings(), host="0.0.0.0")
+    assert not KeyStore.from_settings(AuthSettings(enabled=False), host="0.0.0.0").enabled
+    for loopback in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert not KeyStore.from_settings(AuthSettings(), host=loopback).enabled
+    add_key(tmp_path / "k.yaml", "a")
+    assert KeyStore.from_settings(AuthSettings(keys_file=tmp_path / "k.yaml"), host="10.1.2.3").enabled
+
+
+def test_an_enabled_store_may_lose_every_key_on_reload() -> None:
+    store = KeyStore([], enabled=True, allow_empty=True)
+    assert store.enabled and store.authenticate("anything") is None
+
+
+@pytest.mark.anyio
+async def test_watcher_applies_changes_and_keeps_keys_when_the_file_breaks(tmp_path: Path) -> None:
+    import asyncio
+
+    from miniml.serve.auth import KeysWatcher
+
+    file = tmp_path / "keys.yaml"
+    add_key(file, "alice")
+    seen: list[list[str]] = []
+    watcher = KeysWatcher(file, 0.01, lambda records: seen.append([r.name for r in records]))
+    assert not await watcher.check()  # unchanged since the watcher was made
+    add_key(file, "bob")
+    assert await watcher.check() and seen[-1] == ["alice", "bob"]
+    assert not await watcher.check()
+    file.write_text("keys: [")
+    assert not await watcher.check() and len(seen) == 1  # broken: nothing applied
+    revoke = file.with_name("good.yaml")
+    add_key(revoke, "carol")
+    revoke.replace(file)  # an atomic rename: a new inode
+    assert await watcher.check() and seen[-1] == ["carol"]
+    task = asyncio.create_task(watcher.run())
+    await asyncio.sleep(0.05)
+    watcher.wake()  # SIGHUP: re-read even when nothing changed
+    await asyncio.sleep(0.05)
+    task.cancel()
+    assert seen[-1] == ["carol"] and len(seen) == 3

@@ -116,3 +116,23 @@ def test_encode_response_gives_label_score_and_top_k() -> None:
     assert second["label"] == "da" and len(second["top_k"]) == 2
     assert len(orjson.loads(handler.encode_response(model, rows, 99))["predictions"][0]["top_k"]) == 3
     assert handler.top_labels(model, rows) == ["sv", "da"]
+
+
+class NaNPredictor:
+    """A classifier whose second input comes out as NaN (an overflow inside a broken model)."""
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        probs = np.full((len(texts), 3), 1 / 3, dtype=np.float32)
+        probs[1:2] = np.nan
+        return probs
+
+
+def test_non_finite_scores_fail_the_batch_instead_of_answering_null() -> None:
+    from miniml.serve.tasks import NonFiniteOutput
+
+    info = ModelInfo(name="m", task="classification", architecture="test", labels=["da", "sv", "nb"])
+    model = LoadedModel("m", "/m", 3, None, None, info, predictor=NaNPredictor())  # type: ignore[arg-type]
+    with pytest.raises(NonFiniteOutput) as err:
+        handler.predict(model, ["a", "b"])
+    assert err.value.status == 500 and err.value.code == "non_finite_output"
+    assert len(handler.predict(model, ["a"])) == 1  # the batcher reruns each request: the good ones pass
