@@ -167,9 +167,9 @@ class Generator:
     @classmethod
     def load(cls, folder: Path | str, device: str | None = None) -> Generator:
         """Load a model folder written by ``miniml train`` for a seq2seq or causal_lm task."""
-        from miniml.modelfolder import read_info
+        from miniml.modelfolder import verify_folder
 
-        info = read_info(Path(folder))
+        info = verify_folder(Path(folder))
         if info.task not in GENERATIVE_TASKS:
             raise ModelError(
                 f"model {info.name!r} is a {info.task} model and cannot generate text",

@@ -70,14 +70,26 @@ def test_thread_safe(folder) -> None:
 
 
 def test_broken_folders(folder) -> None:
+    from miniml.modelfolder import read_info, write_info
+
     path = folder[0]
+    good = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(
+        ModelError, match=r"file model\.safetensors does not match its sha256 in miniml\.json"
+    ):
+        load_predictor(path)
+    write_info(path, read_info(path))  # a manifest that vouches for the garbage: the loader still refuses
     with pytest.raises(ModelError, match="corrupted"):
         load_predictor(path)
     (path / "model.safetensors").unlink()
-    with pytest.raises(ModelError, match=r"no model\.safetensors"):
+    with pytest.raises(ModelError, match=r"file model\.safetensors is missing"):
         load_predictor(path)
+    (path / "model.safetensors").write_bytes(good)
     (path / "builder.json").write_text("{")
+    with pytest.raises(ModelError, match=r"file builder\.json does not match"):
+        load_predictor(path)
+    write_info(path, read_info(path))
     with pytest.raises(ModelError, match=r"builder\.json is corrupted"):
         load_predictor(path)
     with pytest.raises(ModelError, match="not a miniml model folder"):

@@ -68,7 +68,32 @@ def load_featurizer(folder: Path, preprocessing: dict[str, Any]) -> Featurizer:
             f"model folder {folder} uses unknown preprocessing kind {kind!r}",
             hint=f"known kinds: {', '.join(sorted(_LOADERS))}; was it written by a newer miniml?",
         )
-    return _LOADERS[kind](Path(folder), preprocessing)
+    featurizer = _LOADERS[kind](Path(folder), preprocessing)
+    check_agrees(folder, featurizer, preprocessing)
+    return featurizer
+
+
+_DESCRIPTIVE = {"normalize", "tokenizer"}  # names and notes, not settings that change the features
+
+
+def check_agrees(folder: Path, featurizer: Featurizer, preprocessing: dict[str, Any]) -> None:
+    """The loaded featurizer's settings must equal what ``miniml.json`` recorded when the folder was saved.
+
+    An edit of ``featurizer.json`` alone (``buckets: 1024`` where the table has 262,144 rows) would
+    otherwise change every feature id silently.
+    """
+    loaded = featurizer.preprocessing()
+    differ = sorted(
+        k
+        for k in loaded.keys() & preprocessing.keys()
+        if k not in _DESCRIPTIVE and loaded[k] != preprocessing[k]
+    )
+    if differ:
+        shown = ", ".join(f"{k}: {loaded[k]!r} vs {preprocessing[k]!r}" for k in differ)
+        raise ModelError(
+            f"model folder {folder}: {FEATURIZER_FILE} disagrees with miniml.json on {shown}",
+            hint="one of the two was edited: restore the folder",
+        )
 
 
 def normalize_text(text: str, *, lowercase: bool = False) -> str:

@@ -20,7 +20,7 @@ from torch import nn
 
 from miniml.errors import MinimlError, ModelError
 from miniml.io import atomic_write_json
-from miniml.modelfolder import ModelInfo, read_info, write_info
+from miniml.modelfolder import ModelInfo, verify_folder, write_info
 from miniml.models import ModelSpec
 from miniml.models.featurizer import Featurizer, load_featurizer
 from miniml.models.registry import get_builder
@@ -77,7 +77,7 @@ def read_spec(folder: Path) -> Any:
 def load_model_folder(folder: Path) -> LoadedModel:
     """Rebuild the module and featurizer of a model folder; any missing/corrupted part is a ModelError."""
     folder = Path(folder)
-    info = read_info(folder)
+    info = verify_folder(folder)  # every file as saved (manifest), before anything is parsed
     spec = read_spec(folder)
     try:
         featurizer = load_featurizer(folder, info.preprocessing)

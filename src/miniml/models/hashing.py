@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from miniml.errors import ModelError
 from miniml.io import atomic_write_json
@@ -236,21 +237,51 @@ class HashingFeaturizer:
         atomic_write_json(Path(folder) / FEATURIZER_FILE, self.preprocessing())
 
 
+class HashingSettings(BaseModel):
+    """What ``featurizer.json`` of a hashing model may say: the ranges ``HashingBagSpec`` allows."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    hash_version: int
+    buckets: int = Field(ge=1024, le=2**31)
+    char_ngrams: tuple[int, int]
+    word_ngrams: int = Field(ge=0, le=4)
+    lowercase: bool
+    max_chars: int = Field(ge=1, le=1_000_000)
+
+    @field_validator("char_ngrams")
+    @classmethod
+    def _check_ngrams(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1] <= 8:
+            raise ValueError("must be [low, high] with 1 <= low <= high <= 8")
+        return value
+
+
 @register_featurizer("hashing")
 def load_hashing(folder: Path, preprocessing: dict[str, Any]) -> HashingFeaturizer:
     """Rebuild a HashingFeaturizer from ``featurizer.json`` (falling back to ``miniml.json`` settings)."""
     file = Path(folder) / FEATURIZER_FILE
-    settings = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else preprocessing
-    if settings.get("hash_version") != HASH_VERSION:
+    raw = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else preprocessing
+    if not isinstance(raw, dict) or raw.get("hash_version") != HASH_VERSION:
+        found = raw.get("hash_version") if isinstance(raw, dict) else None
         raise ModelError(
-            f"model folder {folder} was featurized with hash version {settings.get('hash_version')}, "
+            f"model folder {folder} was featurized with hash version {found}, "
             f"this miniml computes version {HASH_VERSION}",
             hint="retrain the model with this miniml version",
         )
+    try:
+        settings = HashingSettings.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ModelError(
+            f"{file}: {where}: {first['msg']} (got {first.get('input')!r})",
+            hint="the featurizer settings are damaged: restore the folder",
+        ) from None
     return HashingFeaturizer(
-        buckets=settings["buckets"],
-        char_ngrams=tuple(settings["char_ngrams"]),
-        word_ngrams=settings["word_ngrams"],
-        lowercase=settings["lowercase"],
-        max_chars=settings["max_chars"],
+        buckets=settings.buckets,
+        char_ngrams=settings.char_ngrams,
+        word_ngrams=settings.word_ngrams,
+        lowercase=settings.lowercase,
+        max_chars=settings.max_chars,
     )

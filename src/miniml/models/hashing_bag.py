@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from miniml.errors import ModelError
 from miniml.models.hashing import HashingFeaturizer
 from miniml.models.registry import classification_output, register_builder
 
@@ -117,4 +118,10 @@ def hashing_bag(
     spec: HashingBagSpec, labels: list[str], featurizer: HashingFeaturizer, *, source: Path | None = None
 ) -> HashingBag:
     """Build an untrained hashing_bag model over ``labels``."""
+    if featurizer.buckets != spec.buckets:  # ids past the table would crash, fewer would mis-hash
+        raise ModelError(
+            f"the featurizer hashes into {featurizer.buckets} buckets but the model's table has "
+            f"{spec.buckets} rows",
+            hint="featurizer.json and builder.json of the folder disagree: restore the folder",
+        )
     return HashingBag(spec.buckets, spec.dim, len(labels), spec.hidden, spec.dropout, spec.sparse)

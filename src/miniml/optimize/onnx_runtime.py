@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from miniml.errors import ModelError
-from miniml.modelfolder import ModelInfo, read_info
+from miniml.modelfolder import ModelInfo, read_info, verify_folder
 
 ONNX_FILE = "model.onnx"
 
@@ -95,8 +95,8 @@ class OnnxPredictor:
 def load_onnx_predictor(
     path: Path, info: ModelInfo | None = None, *, threads: int | None = None
 ) -> OnnxPredictor:
-    """Load an ``runtime: onnx`` model folder."""
-    return OnnxPredictor(Path(path), info, threads=threads)
+    """Load an ``runtime: onnx`` model folder (its files checked against the manifest first)."""
+    return OnnxPredictor(Path(path), verify_folder(Path(path)), threads=threads)
 
 
 def _register() -> None:
@@ -108,7 +108,7 @@ def _register() -> None:
     @register_runtime("onnx")
     def _load(path: Path, info: ModelInfo, device: str) -> OnnxPredictor:
         # load_predictor(threads=N) sets torch's thread count; the ONNX session mirrors it
-        return OnnxPredictor(path, info, threads=torch.get_num_threads())
+        return OnnxPredictor(path, verify_folder(path), threads=torch.get_num_threads())
 
 
 _register()

@@ -268,8 +268,8 @@ def finish_folder(folder: Path, report: dict[str, Any]) -> None:
     info.metrics = {
         f"{report['split']}_{k}": v for k, v in report["optimized"]["quality"].items() if k != "examples"
     }
-    write_info(folder, info)
     write_report(folder, report)
+    write_info(folder, info)  # last: the manifest covers the report too
 
 
 def flat_metrics(report: dict[str, Any]) -> dict[str, float]:

@@ -8,7 +8,7 @@ import torch
 import tiny_generative as tg
 from miniml.errors import ConfigError
 from miniml.generation import GenerationParams, Generator
-from miniml.modelfolder import read_info
+from miniml.modelfolder import read_info, write_info
 from miniml.models.adapters import LoraSettings, apply_lora, linear_module_names
 from miniml.tasks import causal_lm
 from miniml.tasks.generative import prepare_for_training
@@ -76,6 +76,7 @@ def test_an_adapter_folder_can_be_merged_into_a_full_precision_base(tmp_path) ->
     folder = tmp_path / "model"
     shutil.copytree(source, folder)
     merge_into_full_precision(folder, parse_format(read_info(folder).preprocessing))
+    write_info(folder, read_info(folder))  # as write_generative_folder does: miniml.json (manifest) last
     assert (folder / "model.safetensors").is_file()
     merged = Generator.load(folder)
     assert not type(merged.model).__name__.startswith("Peft")

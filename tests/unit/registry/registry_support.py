@@ -57,7 +57,7 @@ def make_model_folder(folder: Path, *, name: str = "demo", **fields: Any) -> Pat
         "metrics": {"accuracy": 0.8, "macro_f1": 0.75},
     }
     info.update(fields)
-    write_info(folder, ModelInfo(**info))
     weights = np.arange(12, dtype=np.float32).reshape(3, 4) * float(len(folder.name))
     save_file({"embedding.weight": weights}, str(folder / "model.safetensors"))
+    write_info(folder, ModelInfo(**info))  # last: its manifest lists the weights
     return folder
