@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from miniml.serve.listener import accept_queue
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -58,6 +60,28 @@ class RuntimeCollector(Collector):
         yield version
 
 
+class ConnectionCollector(Collector):
+    """Open connections and the listen socket's accept queue, read at scrape time."""
+
+    def __init__(self, open_connections: Callable[[], int], listener: Callable[[], Any]) -> None:
+        self._open = open_connections
+        self._listener = listener
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily("miniml_open_connections", "Open HTTP connections.", value=self._open())
+        sock = self._listener()
+        queue = accept_queue(sock) if sock is not None else None
+        if queue is not None:
+            yield GaugeMetricFamily(
+                "miniml_listen_queue_depth",
+                "Connections the kernel completed that the server has not accepted yet.",
+                value=queue[0],
+            )
+            yield GaugeMetricFamily(
+                "miniml_listen_queue_limit", "The accept queue's limit (effective backlog).", value=queue[1]
+            )
+
+
 class ServeMetrics:
     """Every series the server exports."""
 
@@ -94,6 +118,12 @@ class ServeMetrics:
         self.predictions = Counter(
             "miniml_predictions", "Predicted labels (top-1).", ["model", "label"], registry=r
         )
+        self.expired_inputs = Counter(
+            "miniml_expired_inputs",
+            "Inputs dropped before their batch ran: their request had already timed out (504).",
+            ["model"],
+            registry=r,
+        )
         self.swaps = Counter("miniml_model_swaps", "Alias moves followed by a reload.", ["model"], registry=r)
         self.generated_tokens = Counter(
             "miniml_generated_tokens", "Tokens generated (seq2seq / causal_lm).", ["model"], registry=r
@@ -105,6 +135,13 @@ class ServeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.refused_connections = Counter(
+            "miniml_refused_connections",
+            "Connections answered by the connection layer (431, 408, 503 over capacity) or closed idle.",
+            ["reason"],
+            registry=r,
+        )
+        self._listener: Any = None
         self._request_children: dict[tuple[str, str, str, str], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
@@ -112,6 +149,17 @@ class ServeMetrics:
     def watch_runtime(self, models: Callable[[], Iterable[ServedModelView]]) -> None:
         """Export queue depth and model info of the served models."""
         self.registry.register(RuntimeCollector(models))
+
+    def watch_connections(self, stats: Any) -> None:
+        """Export the open connections of ``stats`` (a ``ConnectionStats``) and, once known, the queue."""
+        self.registry.register(ConnectionCollector(lambda: stats.open, lambda: self._listener))
+
+    def watch_listener(self, sock: Any) -> None:
+        """Export the accept queue of the listening socket ``sock``."""
+        self._listener = sock
+
+    def count_refusal(self, reason: str) -> None:
+        self.refused_connections.labels(reason).inc()
 
     def observe_request(self, route: str, method: str, status: int, model: str, seconds: float) -> None:
         """Count one finished HTTP request and its latency."""

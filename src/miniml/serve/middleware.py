@@ -6,6 +6,7 @@ fill ``scope["miniml"]`` (model, version, key name, inputs) for the access line.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
@@ -21,6 +22,21 @@ from miniml.serve.metrics import ServeMetrics
 
 log = logging.getLogger("miniml.serve")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def drain_start(length: int) -> Message:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(length).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    return {"type": "http.response.start", "status": 503, "headers": headers}
+
+
+def drain_body(request_id: str) -> bytes:
+    message = "the server is shutting down and could not finish this request; retry on another replica"
+    return problem_body("unavailable", message, request_id, retry_after=1)
 
 
 class ObservabilityMiddleware:
@@ -63,6 +79,14 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running when a drain outlasts server.graceful_timeout_s:
+            # answer like any other shutdown refusal (JSON 503 + Retry-After), not uvicorn's plain 500.
+            if status != 0:  # an answer already under way (a stream): uvicorn closes the connection
+                raise
+            body = drain_body(rid)
+            await send_with_id(drain_start(len(body)))
+            await send_with_id({"type": "http.response.body", "body": body})
         except Exception:
             log.exception("internal error", extra={"fields": {"request_id": rid, "path": scope["path"]}})
             if status == 0:

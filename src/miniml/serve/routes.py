@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniml.serve.errors import HTTPProblem, problem_response
@@ -50,11 +51,16 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         raise body_too_large(int(declared), max_bytes)
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:  # a lying or absent Content-Length: stop reading here
-            raise body_too_large(size, max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:  # a lying or absent Content-Length: stop reading here
+                raise body_too_large(size, max_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or cut off by server.body_timeout_s (already answered 408)
+        raise HTTPProblem(
+            408, "incomplete_body", "the request body did not arrive completely", received=size
+        ) from None
     return b"".join(chunks)
 
 

@@ -9,12 +9,10 @@ in-flight requests (``server.graceful_timeout_s``), the lifespan drains the batc
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import logging
 import shlex
 import signal
-import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,11 +23,12 @@ import uvicorn
 from prometheus_client import disable_created_metrics
 
 from miniml.config import deep_merge, env_overrides, parse_overrides, read_yaml, validate
-from miniml.errors import ConfigError
 from miniml.serve.app import create_app
 from miniml.serve.auth import generate_key, hash_key
 from miniml.serve.engine import load_models
+from miniml.serve.listener import bind
 from miniml.serve.logs import configure_logging
+from miniml.serve.protocol import ConnectionLimits, protocol_class
 from miniml.serve.settings import ApiKeyRecord, ServeSettings
 from miniml.serve.state import ServerState
 
@@ -91,22 +90,6 @@ def _json_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """Open the listening socket ourselves, so a taken port is a clear error, not a log line."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as err:
-        sock.close()
-        reason = (
-            "is already in use" if err.errno == errno.EADDRINUSE else f"cannot be opened ({err.strerror})"
-        )
-        raise ConfigError(f"port {port} on {host} {reason}", hint="pass --port with a free port") from None
-    return sock  # not listening yet: asyncio listens once the models are loaded
-
-
 class DrainingServer(uvicorn.Server):
     """uvicorn's server that marks the app as draining (``/readyz`` → 503) as soon as a signal arrives."""
 
@@ -123,12 +106,33 @@ def _after_drain(sig: int, frame: FrameType | None) -> None:
     """uvicorn re-raises SIGTERM after its graceful shutdown; by then everything has drained: exit 0."""
 
 
+def connection_limits(settings: ServeSettings) -> ConnectionLimits:
+    """The per-connection limits of ``server.*`` (enforced by :mod:`miniml.serve.protocol`)."""
+    s = settings.server
+    return ConnectionLimits(
+        max_header_bytes=s.max_header_bytes,
+        max_headers=s.max_headers,
+        header_timeout_s=s.header_timeout_s,
+        body_timeout_s=s.body_timeout_s,
+        limit_concurrency=s.limit_concurrency,
+    )
+
+
+def event_loop(settings: ServeSettings) -> str:
+    """``server.loop``; ``auto`` is uvloop (when installed), chosen by ``bench/serve_overload.py``."""
+    chosen = settings.server.loop
+    if chosen == "auto":
+        chosen = "uvloop" if _has("uvloop") else "asyncio"
+    return chosen
+
+
 def uvicorn_config(app: Any, settings: ServeSettings) -> uvicorn.Config:
-    """One worker, uvloop + httptools when installed, our JSON logs instead of uvicorn's."""
+    """One worker, our limited httptools protocol, the measured event loop, our JSON logs."""
+    state = app.state.miniml
     return uvicorn.Config(
         app,
-        loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
+        loop=event_loop(settings),
+        http=protocol_class(connection_limits(settings), state.connections),
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -156,6 +160,7 @@ def run(settings: ServeSettings, *, demo_key: bool = False) -> None:
     with contextlib.closing(sock):
         preloaded = load_models(settings)
         app = create_app(settings, preloaded=preloaded)
+        app.state.miniml.metrics.watch_listener(sock)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans,
         # which would otherwise pause request handling for milliseconds as the heap grows.
         gc.collect()

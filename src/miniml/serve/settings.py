@@ -41,8 +41,24 @@ class ServerSettings(StepConfig):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     graceful_timeout_s: float = Field(default=30.0, gt=0, description="max time to drain in-flight requests")
-    keep_alive_s: float = Field(default=5.0, gt=0)
-    backlog: int = Field(default=2048, ge=1)
+    keep_alive_s: float = Field(default=5.0, gt=0, description="idle time between requests on a connection")
+    backlog: int = Field(default=2048, ge=1, description="kernel accept queue (capped by net.core.somaxconn)")
+    limit_concurrency: int | None = Field(
+        default=1024, ge=1, description="open connections; beyond: 503 + Retry-After (None: no cap)"
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=1024, le=1_048_576, description="request line + headers; beyond: 431"
+    )
+    max_headers: int = Field(default=100, ge=8, le=10_000, description="header fields; beyond: 431")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time to receive a request's headers (from connect / first byte): 408"
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="time to receive a request's body after its headers: 408"
+    )
+    loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto", description="event loop; auto: chosen by measurement under overload (see server.py)"
+    )
     docs: bool = Field(default=True, description="serve OpenAPI at /docs and /openapi.json")
     opentelemetry: bool = Field(
         default=False,
@@ -143,6 +159,10 @@ class RateLimitSettings(StepConfig):
     strategy: Literal["fixed-window", "sliding-window-counter", "moving-window"] = "sliding-window-counter"
     requests: RateString | None = Field(default=None, description="default request budget per key")
     chars: RateString | None = Field(default=None, description="default input-character budget per key")
+    metric_key_names: bool = Field(
+        default=False,
+        description='label miniml_rate_limited_total with key names (off: key="*", names stay private)',
+    )
 
 
 class RequestLimits(StepConfig):

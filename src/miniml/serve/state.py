@@ -16,6 +16,7 @@ from miniml.serve.engine import ModelSet, ServedModel, load_models
 from miniml.serve.errors import HTTPProblem, Unavailable
 from miniml.serve.logs import AccessLog
 from miniml.serve.metrics import ServeMetrics
+from miniml.serve.protocol import ConnectionStats
 from miniml.serve.ratelimit import RateLimited, RateLimiter
 from miniml.serve.runtime import LoadedModel
 from miniml.serve.settings import ApiKeyRecord, ServeSettings
@@ -36,6 +37,8 @@ class ServerState:
     ) -> None:
         self.settings = settings
         self.metrics = ServeMetrics()
+        self.connections = ConnectionStats(on_refuse=self.metrics.count_refusal)
+        self.metrics.watch_connections(self.connections)
         auth = settings.auth
         # The watcher notes the file's signature before the first read: a change in between is not missed.
         self.keys_watcher = (
@@ -128,13 +131,13 @@ class ServerState:
             raise HTTPProblem(
                 404, "model_not_found", f"no model named {name!r} is served; GET /v1/models lists them"
             )
+        info = request.scope.get("miniml")
+        if info is not None:  # before the checks below: a 403 or 429 access line names model and key too
+            info["model"] = name
+            info["key"] = record.name if record is not None else None
         if record is not None and not record.allows(name):
             raise HTTPProblem(403, "forbidden", f"key {record.name!r} may not use model {name!r}")
         who = record.name if record is not None else f"ip:{request.client.host if request.client else '-'}"
-        info = request.scope.get("miniml")
-        if info is not None:
-            info["model"] = name
-            info["key"] = record.name if record is not None else None
         if self.limiter.active:
             await self.spend(self.limiter.spend_request(who))
         return served, who
@@ -145,6 +148,8 @@ class ServerState:
             await spending
         except RateLimited as err:
             key = "anonymous" if err.who.startswith("ip:") else err.who  # bounded label values
+            if key != "anonymous" and not self.settings.ratelimit.metric_key_names:
+                key = "*"  # /metrics is often open: key names are not for everyone
             self.metrics.rate_limited.labels(key, err.budget).inc()
             raise
 
