@@ -201,3 +201,51 @@ def test_access_log_is_json_with_key_name_never_the_key(api_server: tuple[Server
     log = server.log()
     assert all(key not in log for key in keys.values())
     assert "secret text about stockholm" not in log
+
+
+def test_trailing_slashes_are_404_not_redirects(api_server: tuple[ServerProcess, dict]) -> None:
+    server, keys = api_server
+    headers = {"Authorization": f"Bearer {keys['admin']}", "Host": "evil.example"}
+    r = httpx.post(f"{server.url}/v1/models/toy/predict/", json={"inputs": ["hej"]}, headers=headers)
+    assert r.status_code == 404 and "location" not in r.headers and error_code(r) == "not_found"
+    r = httpx.get(f"{server.url}/v1/models/", headers=headers)
+    assert r.status_code == 404 and "location" not in r.headers
+
+
+def test_403_access_lines_name_the_key_and_metrics_hide_key_names(
+    api_server: tuple[ServerProcess, dict],
+) -> None:
+    import time
+
+    server, keys = api_server
+    r = post(server, {"inputs": ["hej"]}, keys["other"], **{"X-Request-ID": "forbidden-1"})
+    assert r.status_code == 403
+    time.sleep(0.5)
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    (line,) = [e for e in lines if e.get("request_id") == "forbidden-1"]
+    assert line["status"] == 403 and line["key"] == "other" and line["model"] == "toy"
+    while post(server, {"inputs": ["hej"]}, keys["metered"]).status_code != 429:
+        pass
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'miniml_rate_limited_total{budget="requests",key="*"}' in text
+    assert "metered" not in text and "wordy" not in text and "admin" not in text
+
+
+def test_openapi_declares_bodies_errors_and_security(api_server: tuple[ServerProcess, dict]) -> None:
+    server, _ = api_server
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Authorization: Bearer KEY",
+    }
+    assert spec["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
+    for path in ("/v1/completions", "/v1/chat/completions"):
+        op = spec["paths"][path]["post"]
+        body = op["requestBody"]["content"]["application/json"]["schema"]
+        assert "model" in body["properties"] and "400" in op["responses"]
+        assert op["security"] == [{"bearer": []}, {"apiKey": []}]
+    chat = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]
+    assert chat["schema"]["properties"]["messages"]["items"]["$ref"] == "#/components/schemas/ChatMessage"
+    assert "ChatMessage" in spec["components"]["schemas"]
+    assert spec["paths"]["/healthz"]["get"]["security"] == []  # open routes need no key

@@ -24,7 +24,9 @@ from miniml.errors import MinimlError
 from miniml.serve.errors import HTTPProblem, problem_body, problem_response
 from miniml.serve.generate import router as generate_router
 from miniml.serve.middleware import ObservabilityMiddleware
+from miniml.serve.openai_compat import ChatRequest, CompletionRequest
 from miniml.serve.openai_compat import router as openai_router
+from miniml.serve.openapi import install_openapi
 from miniml.serve.routes import PredictFastPath, router
 from miniml.serve.runtime import LoadedModel
 from miniml.serve.settings import ServeSettings
@@ -126,11 +128,18 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         telemetry=TELEMETRY_ON if settings.server.opentelemetry else TELEMETRY_OFF,
+        redirect_slashes=False,  # /predict/ is a 404, not a 307 to a Location built from the Host header
     )
     app.state.miniml = state
     app.include_router(router)
     app.include_router(generate_router)  # issue 5: /v1/models/{name}/generate
     app.include_router(openai_router)  # issue 5: /v1/completions, /v1/chat/completions
+    install_openapi(
+        app,
+        open_routes=state.open_routes,
+        keys_on=state.keys.enabled,
+        models=[ChatRequest, CompletionRequest],
+    )
     app.wrap_outside(
         lambda inner: ObservabilityMiddleware(
             PredictFastPath(inner, state=state), metrics=state.metrics, access_log=state.access_log

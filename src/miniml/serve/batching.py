@@ -66,6 +66,7 @@ class _Job(Generic[X]):
     items: list[X]
     future: asyncio.Future[Any]
     enqueued: float
+    deadline: float  # monotonic time its request times out (504): never computed after it
     abandoned: bool = False
 
 
@@ -75,7 +76,9 @@ class Batcher(Generic[X, M, Y]):
     ``fn(items) -> (meta, outputs)`` gets a list of inputs and returns one output per input plus one value
     for the whole batch (the model version that computed it); each caller gets ``(meta, its outputs)``.
     ``on_start`` runs first on the worker thread (torch thread settings are per thread);
-    ``on_batch(size, seconds)`` after each batch.
+    ``on_batch(size, seconds)`` after each batch; ``on_expired(inputs)`` when the worker drops jobs whose
+    request already timed out (checked against each job's deadline on the worker's own clock, because the
+    event loop that answers the 504 may itself be late under load).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class Batcher(Generic[X, M, Y]):
         timeout_s: float,
         on_start: Callable[[], None] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        on_expired: Callable[[int], None] | None = None,
         workers: int = 1,
     ) -> None:
         self.fn = fn
@@ -100,6 +104,7 @@ class Batcher(Generic[X, M, Y]):
         self.timeout_s = timeout_s
         self._on_start = on_start
         self._on_batch = on_batch
+        self._on_expired = on_expired
         self._jobs: deque[_Job[X]] = deque()
         self._pending = 0  # inputs queued, not yet taken by the worker
         self._cond = threading.Condition()
@@ -129,7 +134,8 @@ class Batcher(Generic[X, M, Y]):
         loop = self._loop
         if self._closed or loop is None:
             raise BatcherClosedError(f"batcher {self.name} is not running")
-        job: _Job[X] = _Job(items, loop.create_future(), time.monotonic())
+        now = time.monotonic()
+        job: _Job[X] = _Job(items, loop.create_future(), now, now + self.timeout_s)
         with self._cond:
             if self._pending + len(items) > self.queue_size:
                 raise QueueFullError(self._retry_after())
@@ -170,8 +176,21 @@ class Batcher(Generic[X, M, Y]):
         if self._on_start is not None:
             self._on_start()
         while (jobs := self._collect()) is not None:
-            if jobs:
-                self._run(jobs)
+            live = self._drop_expired(jobs)
+            if live:
+                self._run(live)
+
+    def _drop_expired(self, jobs: list[_Job[X]]) -> list[_Job[X]]:
+        """The jobs whose request is still waiting; the others get their 504 now, unrun."""
+        now = time.monotonic()
+        expired = [job for job in jobs if job.deadline <= now]
+        if not expired:
+            return jobs
+        error = BatchTimeoutError(f"no result within {self.timeout_s:g}s")
+        self._hand_back(expired, None, None, error)
+        if self._on_expired is not None:
+            self._on_expired(sum(len(job.items) for job in expired))
+        return [job for job in jobs if job.deadline > now]
 
     def _collect(self) -> list[_Job[X]] | None:
         """Block until jobs are queued, let the batch fill, and take up to ``max_batch_size`` inputs."""

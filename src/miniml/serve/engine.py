@@ -65,6 +65,7 @@ class ServedModel:
             timeout_s=b.request_timeout_s,
             on_start=partial(pin_torch_threads, threads),
             on_batch=self._observe_batch,
+            on_expired=metrics.expired_inputs.labels(self.name).inc,
             workers=worker_count(settings, model.task),
         )
         self._hits = metrics.cache_hits.labels(self.name)

@@ -145,8 +145,18 @@ def envelope(kind: str, prefix: str, name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- /v1/completions
+def request_body(schema: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a route that reads its body itself (nested models go to components)."""
+    body = schema.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": body}}}}
+
+
 @router.post(
-    "/v1/completions", responses=ERROR_RESPONSES, summary="OpenAI-compatible completions", tags=["openai"]
+    "/v1/completions",
+    responses=ERROR_RESPONSES,
+    openapi_extra=request_body(CompletionRequest),
+    summary="OpenAI-compatible completions",
+    tags=["openai"],
 )
 async def completions(request: Request, state: ServerState = Depends(get_state)) -> Response:
     """Continue ``prompt`` (a string or a list) with a generative model; ``stream: true`` sends SSE chunks."""
@@ -193,6 +203,7 @@ async def completion_events(head: dict[str, Any], stream: PieceStream) -> AsyncI
 @router.post(
     "/v1/chat/completions",
     responses=ERROR_RESPONSES,
+    openapi_extra=request_body(ChatRequest),
     summary="OpenAI-compatible chat completions",
     tags=["openai"],
 )

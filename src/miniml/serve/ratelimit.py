@@ -51,6 +51,31 @@ def parse_rate(text: str | None) -> limits.RateLimitItem | None:
     return limits.parse(text) if text else None
 
 
+def sliding_window_wait(
+    previous: int,
+    previous_ttl: float,
+    current: int,
+    current_ttl: float,
+    *,
+    expiry: int,
+    limit: int,
+    cost: int,
+) -> float:
+    """Seconds until a sliding window counter admits ``cost`` (see ``seconds_until_admitted``).
+
+    ``previous_ttl`` is how long the previous window still weighs; the current window ends in
+    ``current_ttl - expiry`` seconds (both storages keep its counter for two windows), after which the
+    current count becomes the previous one and decays in turn.
+    """
+    room = limit - cost + 1  # admitted while the weighted count is below this
+    if current < room:  # this window can admit it once enough of the previous one has decayed
+        if previous == 0:
+            return 0.0
+        return max(0.0, previous_ttl - (room - current) * expiry / previous)
+    window_left = current_ttl - expiry if current_ttl > expiry else previous_ttl
+    return max(0.0, window_left) + expiry * (1 - room / current)
+
+
 class RateLimiter:
     """Checks and spends budgets; one instance per server."""
 
@@ -98,17 +123,33 @@ class RateLimiter:
 
     async def _spend(self, who: str, budget: str, item: limits.RateLimitItem, cost: int) -> None:
         try:
-            allowed = await self.strategy.hit(item, "miniml", budget, who, cost=cost)
-            if allowed:
+            if await self.strategy.hit(item, "miniml", budget, who, cost=cost):
                 return
-            stats = await self.strategy.get_window_stats(item, "miniml", budget, who)
+            wait = await self.seconds_until_admitted(item, budget, who, cost)
         except Exception as err:  # storage down: let the request through, say so
             self._warn(err)
             return
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        if cost > item.amount:  # can never fit: waiting a window does not help
-            retry_after = item.get_expiry()
-        raise RateLimited(who, budget, item, retry_after)
+        raise RateLimited(who, budget, item, max(1, math.ceil(wait)))
+
+    async def seconds_until_admitted(
+        self, item: limits.RateLimitItem, budget: str, who: str, cost: int
+    ) -> float:
+        """How long until ``cost`` fits the budget again if nothing else is spent (Retry-After).
+
+        The sliding window counter admits a hit while ``floor(previous * weight + current) + cost <= limit``,
+        the previous window's weight falling linearly to 0 over the current window; ``limits``' own
+        ``reset_time`` is only when the next *one* previous hit decays, which a client obeying it found
+        too short twelve times in a row. Other strategies' ``reset_time`` is exact for them.
+        """
+        if cost > item.amount:  # can never fit: one window is the honest answer
+            return float(item.get_expiry())
+        if isinstance(self.strategy, strategies.SlidingWindowCounterRateLimiter):
+            window = await self.storage.get_sliding_window(  # type: ignore[attr-defined]
+                item.key_for("miniml", budget, who), item.get_expiry()
+            )
+            return sliding_window_wait(*window, expiry=item.get_expiry(), limit=item.amount, cost=cost)
+        stats = await self.strategy.get_window_stats(item, "miniml", budget, who)
+        return stats.reset_time - time.time()
 
     async def close(self) -> None:
         """Release the storage's connections and timers (``limits`` has no public close)."""

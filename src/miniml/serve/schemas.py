@@ -107,6 +107,7 @@ class ErrorResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
+        400: "the model cannot answer this route (e.g. /generate on a classifier), or a bad request",
         401: "missing or unknown API key",
         403: "the key may not use this model",
         404: "no such model",

@@ -157,3 +157,34 @@ async def test_several_workers_share_the_queue_and_know_their_index() -> None:
     await batcher.close()
     assert seen == {0, 1}
     assert current_worker() == 0  # outside a worker
+
+
+async def test_requests_that_timed_out_are_dropped_before_their_batch_runs() -> None:
+    import time
+
+    class Slow(Doubler):
+        def __call__(self, items: list[int]) -> tuple[str, Sequence[int]]:
+            time.sleep(0.04)  # a forward pass slower than the request timeout
+            return super().__call__(items)
+
+    fn = Slow()
+    dropped: list[int] = []
+    batcher = Batcher(
+        fn,
+        name="t",
+        max_batch_size=1,
+        max_wait_ms=0,
+        queue_size=100,
+        timeout_s=0.03,
+        on_expired=dropped.append,
+    )
+    batcher.start()
+    calls = [asyncio.ensure_future(batcher.submit([i])) for i in range(20)]
+    await asyncio.sleep(0)  # every job is queued
+    time.sleep(0.3)  # a busy event loop: its 504 timers cannot run, only the worker's clock helps
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    await batcher.close()
+    computed = sum(len(b) for b in fn.batches)
+    assert computed <= 2, f"{computed} of 20 inputs computed for requests already answered 504"
+    assert sum(isinstance(r, BatchTimeoutError) for r in results) >= 18
+    assert sum(dropped) >= 18 - computed

@@ -87,3 +87,52 @@ async def test_unreachable_storage_lets_requests_through() -> None:
     await limiter.spend_request("k")
     await limiter.spend_request("k")  # not limited: the storage is down, the API stays up
     await limiter.close()
+
+
+class Clock:
+    """A settable clock for the memory storage of ``limits`` (its windows follow ``time.time()``)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(("rate", "cost"), [("10/minute", 1), ("1000/minute", 90)])
+async def test_a_client_obeying_retry_after_is_admitted_at_once(
+    monkeypatch: pytest.MonkeyPatch, rate: str, cost: int
+) -> None:
+    import limits.aio.storage.memory as memory
+
+    import miniml.serve.ratelimit as ratelimit
+
+    clock = Clock(1_000_000.0 + 17.3)  # not at a window boundary
+    monkeypatch.setattr(memory, "time", clock)
+    monkeypatch.setattr(ratelimit, "time", clock)
+    limiter = RateLimiter(RateLimitSettings(requests=rate, chars=rate))
+    refusals_in_a_row = 0
+    for _ in range(200):  # a steady client: spend until refused, wait Retry-After, try again
+        try:
+            await limiter.spend_chars("alice", cost)
+            refusals_in_a_row = 0
+            clock.now += 0.5
+        except RateLimited as err:
+            refusals_in_a_row += 1
+            assert refusals_in_a_row == 1, "Retry-After was too short: refused again after obeying it"
+            clock.now += int(err.headers["Retry-After"])
+    await limiter.close()
+
+
+def test_sliding_window_wait() -> None:
+    from miniml.serve.ratelimit import sliding_window_wait
+
+    # 10/min, 10 hits in the previous window, 0 now, 30 s left in this window: the previous count weighs
+    # 10 * 30/60 = 5 now; a hit fits once the weight is below 10 (now), i.e. at once
+    assert sliding_window_wait(10, 30, 0, 90, expiry=60, limit=10, cost=1) == 0
+    # 10 previous, 6 current, 30 s left: weight 5 + 6 = 11 >= 10; fits when 10 * t/60 + 6 < 10 → t < 24 s
+    assert sliding_window_wait(10, 30, 6, 90, expiry=60, limit=10, cost=1) == pytest.approx(6)
+    # 10 current (full): wait for the window to end (30 s), then for it to weigh < 10: 60 * (1 - 10/10) = 0
+    assert sliding_window_wait(0, 0, 10, 90, expiry=60, limit=10, cost=1) == pytest.approx(30)
+    # cost 5 of 10 with 10 current: after the window ends, 10 * (1 - s/60) < 6 → s > 24 s
+    assert sliding_window_wait(0, 0, 10, 90, expiry=60, limit=10, cost=5) == pytest.approx(54)
