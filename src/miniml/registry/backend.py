@@ -100,6 +100,9 @@ def _client_for(uri: str) -> MlflowClient:
         warnings.simplefilter("ignore")  # SQLAlchemy deprecation notices from MLflow's own models
         if is_embedded(uri):
             _init_embedded_store(uri)
+            from miniml.registry.relocate import follow_home
+
+            follow_home(paths.mlflow_dir() / EMBEDDED_DB, paths.home())  # a moved or copied MINIML_HOME
         check_server(uri)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)  # fail here, with a clear line, if the store is unusable
