@@ -29,8 +29,10 @@ demo: venv
 	VENV=$(VENV) bash scripts/demo.sh
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	# the layers, no string imports, no import cycles (pyproject.toml [tool.importlinter]); this tree's src
+	PYTHONPATH=src $(VENV)/bin/lint-imports --cache-dir .import_linter_cache
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -51,4 +53,4 @@ bench: venv
 	@echo "benchmarks: see bench/README.md (each script prints its figures and the machine)"
 
 clean:
-	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .import_linter_cache build dist src/*.egg-info

@@ -44,13 +44,12 @@ def wikisql_prompts() -> list[str]:
 
 def untrained_folder(root: Path) -> Path:
     """A warm-started MiniLM encoder-decoder saved as a model folder (untrained: same work per token)."""
-    from miniml.tasks.generative import write_model_folder
-    from miniml.tasks.seq2seq import Seq2SeqSettings, load_for_training, make_format
+    from miniml.tasks.seq2seq import Seq2SeqSettings, Seq2SeqTask, load_for_training, make_format
 
     settings = Seq2SeqSettings.model_validate({"warm_start": {"encoder": "minilm"}, "max_input_tokens": 128})
     loaded = load_for_training(settings)
     folder = root / "text2sql-untrained"
-    write_model_folder(folder, loaded, make_format(settings), settings, name="text2sql", base_model="minilm")
+    Seq2SeqTask().write_folder(folder, loaded, make_format(settings), settings, {"name": "text2sql"})
     return folder
 
 
@@ -58,7 +57,7 @@ def model_folder(uri: str | None, root: Path) -> Path:
     if uri is None:
         print("no --model: an untrained warm-started MiniLM encoder-decoder", flush=True)
         return untrained_folder(root)
-    from miniml.serve.runtime import resolve
+    from miniml.runtime import resolve
 
     folder = resolve(uri).path
     if not (folder / "config.json").is_file():

@@ -61,15 +61,15 @@ def train(overrides: list[str]) -> tuple[Path, float, int]:
 
 def score(model: str, dataset: str, limit: int | None, split: str = "test", samples: int = 5) -> float:
     from miniml.data.dataset import open_dataset
-    from miniml.evaluate.evaluate import resolve_model_path
-    from miniml.evaluate.generative import evaluate_generative
-    from miniml.generation import Generator
+    from miniml.tasks import get_task, load_model
+    from miniml.tasks.base import EvaluateOptions
 
-    generator = Generator.load(resolve_model_path(model))
+    loaded = load_model(model)
     frame = open_dataset(dataset).split(split)
     frame = frame.head(limit) if limit else frame
     start = time.perf_counter()
-    report = evaluate_generative(generator, frame, batch_size=32, samples=samples)
+    options = EvaluateOptions(batch_size=32, samples=samples)
+    report = get_task(loaded.info.task).evaluate(loaded, frame, options).report
     seconds = time.perf_counter() - start
     rate = report.count / seconds
     print(f"{split} split: {report.count} questions, generated in {seconds:.1f} s ({rate:.1f}/s)")

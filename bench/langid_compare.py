@@ -91,10 +91,10 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
 
 def miniml_detector(model: str, batch_size: int) -> tuple[Detector, str]:
     """The model behind ``model`` (URI or folder) as a detector, batched, on one thread."""
-    from miniml.inference import load_predictor
-    from miniml.registry.store import resolve_model
+    from miniml.runtime import resolve
+    from miniml.tasks import load_predictor
 
-    resolved = resolve_model(model)
+    resolved = resolve(model)
     predictor = load_predictor(resolved.path, threads=1, device="cpu")
     labels = np.array(predictor.info.labels)
 

@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from serve_compare import sst5_sentences
 from serve_load import machine
 
-from miniml.inference import Predictor, load_predictor
-from miniml.serve.runtime import resolve, usable_cores
+from miniml.runtime import resolve
+from miniml.runtime.predictor import Predictor
+from miniml.serve.aliases import usable_cores
+from miniml.tasks import load_predictor
 
 
 def throughput(predictors: Sequence[Predictor], texts: list[str], chunk: int, rounds: int) -> float:

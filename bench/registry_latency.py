@@ -89,8 +89,8 @@ def main() -> None:
     folder = model_folder(home / "src", args.size_mb)
     t_register = timed(lambda: store.register_model("bench", folder))
     store.set_alias("bench", 1, "champion")
-    t_first = timed(lambda: store.resolve_model("models:/bench@champion"))
-    t_cached = timed(lambda: store.resolve_model("models:/bench@champion"))
+    t_first = timed(lambda: store.local_copy("models:/bench@champion"))
+    t_cached = timed(lambda: store.local_copy("models:/bench@champion"))
     polls = [timed(lambda: store.get_version("bench", "champion")) for _ in range(args.polls)]
     print(machine())
     print(f"import miniml.registry.store        {t_import:8.2f} s")
@@ -99,8 +99,8 @@ def main() -> None:
     print(f"RunTracker start (env capture)      {t_start * 1000:8.1f} ms")
     print(f"log_metrics, 2 metrics (median)     {statistics.median(steps) * 1000:8.1f} ms")
     print(f"register_model, {args.size_mb} MB folder       {t_register:8.2f} s")
-    print(f"resolve_model, first (download)     {t_first * 1000:8.1f} ms")
-    print(f"resolve_model, cached               {t_cached * 1000:8.1f} ms")
+    print(f"local_copy, first (download)        {t_first * 1000:8.1f} ms")
+    print(f"local_copy, cached                  {t_cached * 1000:8.1f} ms")
     print(
         f"get_version by alias (median/p95)   {statistics.median(polls) * 1000:8.2f} / "
         f"{sorted(polls)[int(0.95 * len(polls))] * 1000:.2f} ms"

@@ -22,7 +22,8 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from miniml.config import load_config
-from miniml.train import TrainConfig, fit
+from miniml.tasks.classification import ClassificationConfig
+from miniml.train import fit
 
 CONFIG = Path(__file__).resolve().parents[1] / "examples" / "reviews" / "train.yaml"
 RECIPES: dict[str, list[str]] = {  # overrides on top of the shipped config
@@ -39,7 +40,7 @@ RECIPES: dict[str, list[str]] = {  # overrides on top of the shipped config
 
 
 def run(config_path: Path, overrides: list[str]) -> None:
-    config = load_config(TrainConfig, config_path, overrides)
+    config = load_config(ClassificationConfig, config_path, overrides)
     start = time.perf_counter()
     outcome = fit(config)
     seconds = time.perf_counter() - start

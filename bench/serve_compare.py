@@ -54,10 +54,11 @@ def finetune_minilm(steps: int) -> Path:
     """Fine-tune MiniLM on SST-5 for a few steps (enough for a real 5-class head to serve)."""
     from miniml.config import load_config
     from miniml.data.prepare import PrepareConfig, prepare
-    from miniml.train import TrainConfig, fit
+    from miniml.tasks.classification import ClassificationConfig
+    from miniml.train import fit
 
     dataset = prepare(load_config(PrepareConfig, REPO / "examples" / "reviews" / "data.yaml"))
-    config = TrainConfig(
+    config = ClassificationConfig(
         model_name="reviews-bench",
         dataset=str(dataset.path),
         model={"kind": "pretrained", "name_or_path": "minilm", "max_length": 128},
@@ -74,7 +75,7 @@ def model_folder(uri: str | None, steps: int) -> Path:
     if uri is None:
         print(f"no --model: fine-tuning MiniLM on SST-5 for {steps} steps", flush=True)
         return finetune_minilm(steps)
-    from miniml.serve.runtime import resolve
+    from miniml.runtime import resolve
 
     return resolve(uri).path
 
@@ -85,7 +86,7 @@ def max_length_of(folder: Path) -> int:
 
 
 def resolve_folder(uri: str) -> Path:
-    from miniml.serve.runtime import resolve
+    from miniml.runtime import resolve
 
     return resolve(uri).path
 

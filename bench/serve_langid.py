@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     exit_on_sigterm()
 
-    from miniml.serve.runtime import resolve
+    from miniml.runtime import resolve
 
     source = resolve(args.model)
     texts = langid_sentences()[: args.texts]

@@ -268,7 +268,7 @@ def offline_throughput(
     folder: Path, texts: Sequence[str], batch_size: int, rounds: int = 2, micro_batch: int | None = None
 ) -> float:
     """Texts/s of the model itself (no HTTP), in batches (optionally length-sorted chunks); best of rounds."""
-    from miniml.inference import load_predictor
+    from miniml.tasks import load_predictor
 
     predictor = load_predictor(folder, threads=len(os.sched_getaffinity(0)))
     predictor.predict_proba(list(texts[:batch_size]))  # warm up

@@ -103,8 +103,8 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
+    from miniml.runtime import resolve
     from miniml.serve import ServeSettings, create_app
-    from miniml.serve.runtime import resolve
 
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (the access log would otherwise go to the terminal)
     name = resolve(args.model).name

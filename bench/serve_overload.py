@@ -229,7 +229,7 @@ def main() -> None:
     except ImportError:
         pass
 
-    from miniml.serve.runtime import resolve
+    from miniml.runtime import resolve
 
     source = resolve(args.model)
     path = f"/v1/models/{source.name}/predict"

@@ -22,8 +22,7 @@ from transformers import TrainerCallback, set_seed
 from transformers.utils import logging as hf_logging
 
 from miniml.models.registry import get_builder
-from miniml.tasks.classification import ClassificationTask
-from miniml.train.config import TrainConfig
+from miniml.tasks.classification import ClassificationConfig, ClassificationRecipe, examples
 from miniml.train.engine import make_trainer
 from miniml.train.session import TrainingSession
 
@@ -49,17 +48,17 @@ class StepTimer(TrainerCallback):
 
 def measure(base: dict[str, Any], *, grouped: bool, work: Path) -> tuple[float, float]:
     """(examples/s, mean padded sequence length) for one batching mode."""
-    config = TrainConfig(**base, group_by_length=grouped, pad_to_max=not grouped)
+    config = ClassificationConfig(**base, group_by_length=grouped, pad_to_max=not grouped)
     set_seed(config.seed)
     session = TrainingSession(config)
     featurizer = config.model.make_featurizer([])
-    task = ClassificationTask(session.labels)
     module = get_builder(config.model.kind)(config.model, session.labels, featurizer)
-    examples = task.examples(session.train_frame(), featurizer)
+    rows = examples(session.train_frame(), featurizer, session.labels)
+    recipe = ClassificationRecipe(module, featurizer, config, session.labels, rows, rows[:8])
     timer = StepTimer(warmup=3)
-    trainer = make_trainer(config, task, featurizer, module, examples, examples[:8], work, [timer])
+    trainer = make_trainer(config, recipe, work, [timer])
     trainer.train()
-    batches = [trainer.data_collator(b) for b in _batches(trainer, examples)]
+    batches = [trainer.data_collator(b) for b in _batches(trainer, rows)]
     mean_len = sum(b["input_ids"].shape[1] for b in batches) / max(len(batches), 1)
     return timer.steps * config.batch_size / max(timer.seconds, 1e-9), mean_len
 

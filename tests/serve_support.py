@@ -156,7 +156,8 @@ def toy_frame(n: int, seed: int, labels: Sequence[str]) -> Any:
 def train_toy_model(home: Path, labels: Sequence[str], seed: int = 1) -> Path:
     """Train a hashing_bag classifier on a tiny generated dataset (seconds); returns its model folder."""
     from miniml.data.dataset import write_dataset
-    from miniml.train import TrainConfig, fit
+    from miniml.tasks.classification import ClassificationConfig
+    from miniml.train import fit
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINIML_HOME", str(home))
@@ -165,7 +166,7 @@ def train_toy_model(home: Path, labels: Sequence[str], seed: int = 1) -> Path:
             for i, (split, n) in enumerate([("train", 240), ("validation", 40), ("test", 40)])
         }
         dataset = write_dataset("toy", f"serve-{'-'.join(labels)}-{seed}", splits)
-        config = TrainConfig(
+        config = ClassificationConfig(
             model_name="toy",
             dataset=str(dataset.path),
             model={"kind": "hashing_bag", "buckets": 2048, "dim": 16},

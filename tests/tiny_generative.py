@@ -181,30 +181,28 @@ def trained_folder(kind: str, lora: bool = False, merge: bool = True) -> Path:
 def _trained(kind: str, lora: bool) -> tuple[Path, Path]:
     import torch
 
-    from miniml.generation import task_module
-    from miniml.tasks.generative import prepare_for_training, write_model_folder
+    from miniml.tasks import get_task
 
     extra: dict[str, Any] = {}
     if lora:
         targets = ["c_attn"] if kind == "gpt2" else (["q", "v"] if kind == "t5" else ["q_proj", "v_proj"])
         extra["lora"] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": targets, "merge": False}
     settings = settings_for(kind, model_path(kind), **extra)
-    task = "causal_lm" if kind == "gpt2" else "seq2seq"
-    module = task_module(task)
+    task: Any = get_task("causal_lm" if kind == "gpt2" else "seq2seq")
     torch.manual_seed(0)
-    loaded = module.load_for_training(settings)
-    prepare_for_training(loaded, settings, task)
-    fmt = module.make_format(settings, loaded.tokenizer)
+    loaded = task.load_for_training(settings)
+    task.prepare_for_training(loaded, settings)
+    fmt = task.make_format(settings, loaded.tokenizer)
     train_steps(loaded, fmt, steps=100, lr=3e-2 if lora else 1e-2)
-    name, base = f"tiny-{kind}", str(model_path(kind))
+    common = {"name": f"tiny-{kind}"}  # base_model: the settings' base, the tiny model's folder
     if not lora:
         folder = _root() / f"model-{kind}"
-        write_model_folder(folder, loaded, fmt, settings, name=name, base_model=base)
+        task.write_folder(folder, loaded, fmt, settings, common)
         return folder, folder
     adapter_only, merged = _root() / f"model-{kind}-lora-adapter", _root() / f"model-{kind}-lora-merged"
-    write_model_folder(adapter_only, loaded, fmt, settings, name=name, base_model=base)
+    task.write_folder(adapter_only, loaded, fmt, settings, common)
     settings.lora.merge = True  # type: ignore[union-attr]
-    write_model_folder(merged, loaded, fmt, settings, name=name, base_model=base)
+    task.write_folder(merged, loaded, fmt, settings, common)
     return merged, adapter_only
 
 
@@ -212,8 +210,7 @@ def _trained(kind: str, lora: bool) -> tuple[Path, Path]:
 def endless_folder() -> Path:
     """An untrained tiny causal LM that never ends by itself (its end token is suppressed) and has room for
     4,096 positions: a generation runs until its token cap or until it is cancelled."""
-    from miniml.tasks.causal_lm import load_for_training, make_format
-    from miniml.tasks.generative import write_model_folder
+    from miniml.tasks.causal_lm import CausalLMTask, load_for_training, make_format
 
     base = _root() / "base-endless"
     build_tokenizer(base, _texts(), seq2seq=False)
@@ -226,12 +223,7 @@ def endless_folder() -> Path:
     loaded = load_for_training(settings)
     loaded.model.generation_config.suppress_tokens = [EOS]
     folder = _root() / "model-endless"
-    write_model_folder(
-        folder,
-        loaded,
-        make_format(settings, loaded.tokenizer),
-        settings,
-        name="endless",
-        base_model=str(base),
+    CausalLMTask().write_folder(
+        folder, loaded, make_format(settings, loaded.tokenizer), settings, {"name": "endless"}
     )
     return folder

@@ -5,27 +5,26 @@ The library is usable without the CLI: every command is a plain function taking 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import typing as _typing
 from typing import Any as _Any
 
 from miniml.config import StepConfig, load_config
 from miniml.errors import ConfigError, DataError, MinimlError, ModelError, RegistryError
 from miniml.modelfolder import ModelInfo, read_info
+from miniml.version import __version__
 
 if _typing.TYPE_CHECKING:
     from miniml.data.dataset import Dataset, Manifest, open_dataset, write_dataset
 
 # Heavy members (pandas, pyarrow) load on first use, so `miniml --help` stays fast.
-_LAZY = {name: "miniml.data.dataset" for name in ("Dataset", "Manifest", "open_dataset", "write_dataset")}
+_LAZY = ("Dataset", "Manifest", "open_dataset", "write_dataset")
 
 
 def __getattr__(name: str) -> _Any:
     if name in _LAZY:
-        import importlib
+        from miniml.data import dataset
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(dataset, name)
     raise AttributeError(f"module 'miniml' has no attribute {name!r}")
 
 

@@ -30,12 +30,14 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a config key: --set key.subkey=value (repeatable)."),
 ]
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+BackendOption = Annotated[str, typer.Option("--backend", help="Where the work runs: local (this process).")]
 
 
 @app.command()
 def version() -> None:
     """Print the miniml version and where it keeps its files (MINIML_HOME)."""
-    from miniml import __version__, paths
+    import miniml.paths as paths
+    from miniml.version import __version__
 
     typer.echo(f"miniml {__version__} (home: {paths.home()})")
 
@@ -210,17 +212,18 @@ def train_cmd(
         ),
     ] = False,
     set_: SetOption = None,
+    backend: BackendOption = "local",
 ) -> None:
     """Train a model from CONFIG.yaml, evaluate it on the test split and register it."""
     from transformers.utils import logging as hf_logging
 
-    from miniml.train import train
+    from miniml.backends import get_backend
     from miniml.train.config import load_train_config
 
     hf_logging.set_verbosity_error()  # the progress bar and the summary below say what matters
     hf_logging.disable_progress_bar()  # e.g. "Writing model shards" at every checkpoint
     log_progress_off_terminal()
-    result = train(load_train_config(config, set_ or []), resume=resume)
+    result = get_backend(backend).train(load_train_config(config, set_ or []), resume=resume)
     version = f"version {result.model_version}" if result.model_version is not None else "not registered"
     figures = " · ".join(
         f"{k} {result.metrics[k]:.4f}"
@@ -261,11 +264,12 @@ def predict_cmd(
     output_path: Annotated[Path, typer.Option("--output", help="JSONL file to write (replaced atomically).")],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=65536)] = 256,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Keep only the k best scores.")] = None,
+    backend: BackendOption = "local",
 ) -> None:
-    """Batch prediction: label, score and per-label scores for every line, in input order."""
-    from miniml.evaluate import predict_file
+    """Batch prediction: the model's answer for every line (label, score, top-k ...), in input order."""
+    from miniml.backends import get_backend
 
-    count = predict_file(model, input_path, output_path, batch_size=batch_size, top_k=top_k)
+    count = get_backend(backend).predict(model, input_path, output_path, batch_size=batch_size, top_k=top_k)
     typer.echo(f"wrote {count} predictions to {output_path}", err=True)
 
 
@@ -353,12 +357,19 @@ def models_promote(
     alias: Annotated[str | None, typer.Option(help="Alias to move [default: champion].")] = None,
 ) -> None:
     """Move the champion alias to VERSION if it beats the champion on the same test split."""
+    from miniml.evaluate import score_of
     from miniml.registry import promote, views
 
     given = {"metric": metric, "margin": margin, "alias": alias}
     gate = promote.gate_config(name, [f"{k}={v}" for k, v in given.items() if v is not None])
     result = promote.promote(
-        name, version, alias=gate.alias, metric=gate.metric, margin=gate.margin, force=force
+        name,
+        version,
+        alias=gate.alias,
+        metric=gate.metric,
+        margin=gate.margin,
+        force=force,
+        evaluate=score_of,
     )
     message = views.promotion_message(result)
     if not result.promoted:
@@ -490,7 +501,9 @@ def optimize(
     overrides: SetOption = None,
 ) -> None:
     """Optimize a model (ONNX, int8, pruning), compare it with its parent and register it as a new version."""
-    from miniml.optimize.cli import run_optimize
+    from miniml.config import load_config
+    from miniml.optimize import OptimizeConfig, optimize_model
+    from miniml.optimize.config import flag_overrides
 
     flags = {
         "onnx": onnx,
@@ -500,7 +513,30 @@ def optimize(
         "finetune_steps": finetune_steps,
         "dataset": dataset,
     }
-    run_optimize(model_uri, config, overrides or [], flags, force=force)
+    cfg = load_config(OptimizeConfig, config, [*(overrides or []), *flag_overrides(flags, force)])
+    print_optimized(optimize_model(model_uri, cfg))
+
+
+def print_optimized(result: Any) -> None:
+    """The outcome of ``miniml optimize`` in three or four lines."""
+    from miniml.optimize.report import quality_metric
+
+    r, report = result.report["ratios"], result.report
+    metric, parity = quality_metric(report), report["parity"]
+    close = (
+        f"identical outputs {parity['identical_outputs']:.0%}"
+        if "identical_outputs" in parity
+        else f"max |dp| {parity['final_max_abs_diff']:.2e}"
+    )
+    typer.echo(f"optimized model: {result.folder}")
+    typer.echo(
+        f"size {r['size'] or 0:.2f}x smaller, batch-1 p50 {r.get('latency_p50_b1') or 0:.2f}x faster, "
+        f"{metric} {report['parent']['quality'][metric]:.4f} -> "
+        f"{report['optimized']['quality'][metric]:.4f}, {close}"
+    )
+    typer.echo(f"report: {result.folder / 'optimize_report.md'}")
+    if result.version is not None:
+        typer.echo(f"registered: {result.uri}")
 
 
 # ---------------------------------------------------------------- pipeline

@@ -1,7 +1,8 @@
 """Loading step configs: YAML file < environment < ``--set key=value``, validated by one pydantic schema.
 
-Each step (``data prepare``, ``train``, ``serve``, ...) has one schema, a subclass of :class:`StepConfig`.
-Precedence, lowest to highest:
+Each step (``data prepare``, ``train``, ``optimize``, ``serve``, ``pipeline``, the promotion gate) has one
+schema, a subclass of :class:`StepConfig`, and every one of them loads through :func:`load_config` (one
+merge, one precedence; a pipeline's inline step configs too). Precedence, lowest to highest:
 
 1. the YAML file given on the command line;
 2. environment variables ``MINIML_<SECTION>__<KEY>[__<SUBKEY>...]`` where SECTION is the schema's
@@ -15,7 +16,7 @@ Values from the environment and ``--set`` are parsed as YAML scalars/flow collec
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -174,16 +175,41 @@ def validate(schema: type[T], data: Mapping[str, Any], source: str = "") -> T:
 
 def load_config(
     schema: type[T],
-    path: Path | str | None = None,
+    source: Path | str | Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     *,
     environ: Mapping[str, str] | None = None,
     base_dir_key: str | None = None,
+    base_dir: Path | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    adjust: Callable[[dict[str, Any], Path], None] | None = None,
+    select: Callable[[Mapping[str, Any]], type[T]] | None = None,
+    where: str | None = None,
 ) -> T:
-    """Load a step config with the documented precedence: file < environment < overrides."""
-    data: dict[str, Any] = read_yaml(Path(path)) if path is not None else {}
+    """Load a step config: ``defaults`` < file (or inline mapping) < environment < ``overrides`` < ``flags``.
+
+    Args:
+        source: a YAML file, an inline mapping (a pipeline's step), or None (defaults and overrides only).
+        base_dir_key: a key set to the file's folder (or ``base_dir`` for a mapping) unless given.
+        defaults: the lowest layer (e.g. a registered model's stored gate settings).
+        flags: the highest layer (explicit command-line options such as ``--port``).
+        adjust: rewrites the file's own mapping before the merge (paths relative to the file, shorthands).
+        select: picks the schema from the merged mapping (the train config's ``task`` key).
+        where: how messages name the source (default: the file, else the schema).
+    """
+    file = Path(source) if isinstance(source, str | Path) else None
+    data: dict[str, Any] = dict(source) if isinstance(source, Mapping) else {}
+    folder = base_dir
+    if file is not None:
+        data, folder = read_yaml(file), file.resolve().parent
+        if adjust is not None:
+            adjust(data, folder)
+    data = deep_merge(dict(defaults or {}), data)
     data = deep_merge(data, env_overrides(schema.env_section, environ))
     data = deep_merge(data, parse_overrides(overrides))
-    if base_dir_key and path is not None and base_dir_key not in data:
-        data[base_dir_key] = str(Path(path).resolve().parent)
-    return validate(schema, data, str(path) if path is not None else schema.__name__)
+    data = deep_merge(data, flags or {})
+    if base_dir_key and folder is not None and base_dir_key not in data:
+        data[base_dir_key] = str(folder)
+    chosen = select(data) if select is not None else schema
+    return validate(chosen, data, where or (str(file) if file is not None else schema.__name__))

@@ -7,6 +7,9 @@ JSON answer. Anything else that escapes is a bug in miniml.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class MinimlError(Exception):
     """A user-facing failure; ``str(err)`` is one line that names the problem and the fix."""
@@ -34,3 +37,26 @@ class ModelError(MinimlError):
 
 class RegistryError(MinimlError):
     """The model registry refused an operation (unknown name, version, alias; promotion gate)."""
+
+
+class RequestError(MinimlError):
+    """A request the server refuses: an HTTP ``status``, a stable machine-readable ``code``, details.
+
+    Task serving hooks raise it (they know nothing of HTTP); the server answers it as a 4xx/5xx JSON body.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = str(self)
+        self.headers = dict(headers or {})
+        self.details = details

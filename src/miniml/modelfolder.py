@@ -42,7 +42,6 @@ log = logging.getLogger("miniml")
 INFO_FILE = "miniml.json"
 FORMAT_VERSION = 2  # 2: miniml.json carries the manifest
 LEGACY_VERSION = 1  # written before manifests: loads unverified, with a warning
-Task = Literal["classification", "seq2seq", "causal_lm"]
 _warned: set[Path] = set()
 
 
@@ -53,7 +52,7 @@ class ModelInfo(BaseModel):
 
     format_version: int = LEGACY_VERSION
     name: str
-    task: Task
+    task: str = Field(description="the task that wrote it (miniml.tasks): classification, seq2seq, ...")
     runtime: Literal["torch", "onnx"] = "torch"
     architecture: str = Field(description="builder name for from-scratch models, or 'hf' for transformers")
     labels: list[str] = Field(default_factory=list)

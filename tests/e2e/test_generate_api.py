@@ -42,7 +42,8 @@ def metric(server: ServerProcess, name: str, model: str) -> float:
 
 
 def test_generate_matches_offline_greedy_generation(gen_server: tuple[ServerProcess, dict]) -> None:
-    from miniml.generation import GenerationParams, Generator
+    from miniml.runtime.generation import GenerationParams
+    from miniml.tasks import load_generator
 
     server, keys = gen_server
     r = post(
@@ -51,7 +52,7 @@ def test_generate_matches_offline_greedy_generation(gen_server: tuple[ServerProc
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "tiny-t5" and len(body["generations"]) == 3
-    offline = Generator.load(tg.trained_folder("t5")).generate(
+    offline = load_generator(tg.trained_folder("t5")).generate(
         T5_PROMPTS[:3], GenerationParams(max_new_tokens=8)
     )
     assert [g["text"] for g in body["generations"]] == offline

@@ -46,8 +46,9 @@ def scores(answer: dict) -> np.ndarray:
 
 def test_optimized_version_serves_the_same_answers(miniml_home: Path, tmp_path: Path) -> None:
     from miniml.cli import main
-    from miniml.inference import load_predictor
-    from miniml.registry.store import register_model, resolve_model
+    from miniml.registry.store import register_model
+    from miniml.runtime import resolve
+    from miniml.tasks import load_predictor
 
     seed_embedded_store(miniml_home, shared_blank_store())
     dataset = make_dataset(rows=60)
@@ -61,7 +62,7 @@ def test_optimized_version_serves_the_same_answers(miniml_home: Path, tmp_path: 
     with pytest.raises(SystemExit) as done:
         main(["optimize", "models:/tinybert/1", "--onnx", "--int8", *fast, "--set", "max_quality_drop=0.1"])
     assert done.value.code == 0
-    optimized = resolve_model("models:/tinybert/2").path
+    optimized = resolve("models:/tinybert/2").path
 
     servers = [
         ServerProcess([f"models:/tinybert/{v}", "--set", "batching.threads=1"], tmp_path) for v in (1, 2)

@@ -9,8 +9,9 @@ import pytest
 
 from miniml.config import load_config
 from miniml.data.prepare import PrepareConfig, prepare
-from miniml.inference import load_predictor
-from miniml.train import TrainConfig, fit
+from miniml.tasks import load_predictor
+from miniml.tasks.classification import ClassificationConfig
+from miniml.train import fit
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nordic-langid"
 
@@ -34,11 +35,11 @@ def test_recipe_reaches_a_sane_f1_on_a_slice(mirror_dir: Path, monkeypatch: pyte
         "threads=1",
         "register_model=false",
     ]
-    config = load_config(TrainConfig, EXAMPLE / "train.yaml", slice_)
+    config = load_config(ClassificationConfig, EXAMPLE / "train.yaml", slice_)
     outcome = fit(config)
 
     assert outcome.metrics["macro_f1"] > 0.88, outcome.metrics  # full recipe: ~0.96 (README, bench)
-    assert outcome.details.per_class["nn"]["f1"] > 0.8
+    assert outcome.evaluation.details.per_class["nn"]["f1"] > 0.8  # type: ignore[attr-defined]
     predictor = load_predictor(outcome.model_folder)
     probs = predictor.predict_proba(list(SENTENCES.values()))
     got = np.array(predictor.info.labels)[probs.argmax(axis=1)].tolist()

@@ -11,7 +11,8 @@ import pytest
 
 from miniml.cli import main
 from miniml.modelfolder import read_info
-from miniml.registry.store import list_versions, register_model, resolve_model
+from miniml.registry.store import list_versions, register_model
+from miniml.runtime import resolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "optimize"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "registry"))
@@ -52,7 +53,7 @@ def test_onnx_int8_registers_new_version_with_lineage(parent: str, miniml_home: 
     )
     assert proc.returncode == 0, proc.stderr
     assert "registered: models:/tinybag/2" in proc.stdout
-    resolved = resolve_model("models:/tinybag/2")
+    resolved = resolve("models:/tinybag/2")
     info = read_info(resolved.path)
     assert info.runtime == "onnx" and (resolved.path / "model.onnx").is_file()
     assert info.lineage["parent"] == {"uri": parent, "name": "tinybag", "version": 1}
@@ -99,7 +100,7 @@ def test_unsupported_ways_on_an_onnx_model(parent: str, capsys: pytest.CaptureFi
 
 
 def test_unsupported_architecture(parent: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    folder = resolve_model(parent).path
+    folder = resolve(parent).path
     info = read_info(folder)
     weird = tmp_path / "weird"
     import shutil
@@ -119,7 +120,7 @@ def test_quality_gate_refuses_registration(parent: str, capsys: pytest.CaptureFi
     assert [v.version for v in list_versions("tinybag")] == [1]
     code, output = run_cli("optimize", parent, *gate, "--force", capsys=capsys)
     assert code == 0 and "registered: models:/tinybag/2" in output
-    report = json.loads((resolve_model("models:/tinybag/2").path / "optimize_report.json").read_text())
+    report = json.loads((resolve("models:/tinybag/2").path / "optimize_report.json").read_text())
     assert report["quality_drop"] > 0 and report["gate"] == {
         "max_quality_drop": 0.0,
         "passed": False,

@@ -42,8 +42,8 @@ def test_seq2seq_int8_and_prune(
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from miniml.generation import Generator
-    from miniml.registry.store import resolve_model
+    from miniml.runtime import resolve
+    from miniml.tasks import load_generator
 
     seed_embedded_store(miniml_home, shared_blank_store())
     parent = tg.trained_folder("t5")
@@ -51,7 +51,7 @@ def test_seq2seq_int8_and_prune(
     code, output = run_cli(capsys, "optimize", str(parent), *flags, *FAST)
     assert code == 0, output
     assert "rougeL 1.0000 -> " in output and "registered: models:/tiny-t5/1" in output
-    folder = resolve_model("models:/tiny-t5/1").path
+    folder = resolve("models:/tiny-t5/1").path
     info = read_info(folder)
     assert info.runtime == "torch" and info.model_extra["quantization"]["method"] == "torch_dynamic"
     assert [s["step"] for s in info.lineage["steps"]] == ["prune", "int8"]
@@ -63,7 +63,7 @@ def test_seq2seq_int8_and_prune(
     assert plain.lm_head.weight.data_ptr() == plain.shared.weight.data_ptr()
     assert float((plain.shared.weight == 0).float().mean()) < 0.01
     # ... and loading for generation (server, predict, evaluate) re-applies int8
-    generator = Generator.load(folder, device="cpu")
+    generator = load_generator(folder, device="cpu")
     dynamic = torch.ao.nn.quantized.dynamic.Linear
     assert any(isinstance(m, dynamic) for m in generator.model.modules())
     assert generator.generate([tg.PAIRS[0][0]]) == [tg.PAIRS[0][1]]

@@ -15,6 +15,7 @@ from registry_support import make_model_folder, seed_embedded_store, shared_blan
 from miniml.cli import main
 from miniml.registry import store
 from miniml.registry.tracking import RunTracker
+from miniml.runtime import resolve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,7 +78,7 @@ def test_alias_and_unalias(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     register(tmp_path, "m", 0.6)
     code, out, _ = cli(capsys, "models", "alias", "m", "2", "challenger")
     assert code == 0 and out.strip() == "models:/m@challenger → v2"
-    assert store.resolve_model("models:/m@challenger").version == 2
+    assert resolve("models:/m@challenger").version == 2
     code, out, _ = cli(capsys, "models", "unalias", "m", "challenger")
     assert code == 0 and store.get_version("m", 2).aliases == ()
 
@@ -112,7 +113,7 @@ def test_resume_a_run_by_id_then_register_from_it(tmp_path: Path) -> None:
         again.log_metrics({"loss": 0.5}, step=2)
         mv = store.register_model("resumable", folder, run_id=again.run_id)
     assert mv.run_id == first.run_id
-    assert store.resolve_model("models:/resumable").path.joinpath("model.safetensors").is_file()
+    assert resolve("models:/resumable").path.joinpath("model.safetensors").is_file()
 
 
 def test_the_installed_entry_point_runs(tmp_path: Path, miniml_home: Path) -> None:

@@ -34,6 +34,7 @@ def test_register_and_resolve_on_postgresql(
 
     from miniml.registry import promote, store
     from miniml.registry.tracking import RunTracker, default_tracking_uri
+    from miniml.runtime import resolve
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres_uri)
     assert default_tracking_uri() == postgres_uri
@@ -46,7 +47,7 @@ def test_register_and_resolve_on_postgresql(
     assert promote.promote("pg-model", 1).promoted
     assert promote.promote("pg-model", 2).promoted
     assert store.get_version("pg-model", "champion").version == 2
-    resolved = store.resolve_model("models:/pg-model@champion")
+    resolved = resolve("models:/pg-model@champion")
     assert resolved.version == 2 and (resolved.path / "model.safetensors").is_file()
     # the registry really lives in PostgreSQL, and the artifacts under MINIML_HOME, not ./mlruns
     with psycopg.connect(postgres_uri) as conn:

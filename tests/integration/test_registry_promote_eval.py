@@ -18,7 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "registry"
 from registry_support import seed_embedded_store, shared_blank_store
 
 from miniml.data.dataset import Dataset, write_dataset
+from miniml.errors import RegistryError
 from miniml.registry import promote, store
+from miniml.runtime import resolve
 
 WORDS = {
     "da": "hej med dig hvordan går det godt jeg er glad i dag hvad siger du".split(),  # noqa: SIM905
@@ -47,10 +49,10 @@ def toy_dataset(fingerprint: str, seed: int) -> Dataset:
 
 
 def train_folder(dataset: Dataset, max_steps: int) -> Path:
-    from miniml.train.config import TrainConfig
+    from miniml.tasks.classification import ClassificationConfig
     from miniml.train.run import fit
 
-    config = TrainConfig.model_validate(
+    config = ClassificationConfig.model_validate(
         {
             "model_name": "gate-eval",
             "dataset": str(dataset.path),
@@ -66,7 +68,7 @@ def train_folder(dataset: Dataset, max_steps: int) -> Path:
 
 
 def test_champion_from_another_split_is_re_evaluated_on_the_candidates() -> None:
-    from miniml.evaluate import evaluate_model
+    from miniml.evaluate import evaluate_model, score_of
 
     split_a, split_b = toy_dataset("fp-split-a", 1), toy_dataset("fp-split-b", 2)
     weak = store.register_model("gate-eval", train_folder(split_a, max_steps=1))
@@ -74,11 +76,11 @@ def test_champion_from_another_split_is_re_evaluated_on_the_candidates() -> None
     assert weak.info is not None and weak.info.dataset["fingerprint"] == "fp-split-a"
     assert promote.promote("gate-eval", weak.version).promoted
 
-    result = promote.promote("gate-eval", strong.version)
+    with pytest.raises(RegistryError, match="no evaluation function"):
+        promote.promote("gate-eval", strong.version)  # the registry never runs a model by itself
+    result = promote.promote("gate-eval", strong.version, evaluate=score_of)
 
-    expected = evaluate_model(store.resolve_model(weak.uri).path, str(split_b.path), "test").metrics[
-        "macro_f1"
-    ]
+    expected = evaluate_model(resolve(weak.uri).path, str(split_b.path), "test").metrics["macro_f1"]
     assert result.champion_score == pytest.approx(expected)
     assert result.candidate_score == pytest.approx(strong.info.metrics["macro_f1"])  # stored, same split
     assert "re-evaluated on the candidate's test split (toy/fp-split-b)" in result.reason

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from miniml.errors import ModelError
-from miniml.inference import load_predictor
 from miniml.modelfolder import INFO_FILE, ModelInfo, read_info, verify_folder, write_info
 from miniml.models import HashingBagSpec
 from miniml.models.folder import save_model_folder
 from miniml.models.registry import get_builder
+from miniml.tasks import load_predictor
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from miniml import paths
+import miniml.paths as paths
 from miniml.data import hub
 from miniml.data.manifest import MANIFEST, FileRecord, Manifest, SourceRecord, file_records
 from miniml.errors import DataError
@@ -167,7 +167,7 @@ def write_dataset(
 
     If that folder already exists it is returned as is: same fingerprint, same contents.
     """
-    from miniml import __version__
+    from miniml.version import __version__
 
     for split, frame in splits.items():
         if split not in SPLITS:

@@ -28,7 +28,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from miniml import paths
+import miniml.paths as paths
 from miniml.data.catalog import CatalogFile, dataset_files
 from miniml.errors import DataError
 

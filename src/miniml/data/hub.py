@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from miniml import paths
+import miniml.paths as paths
 from miniml.data.manifest import MANIFEST, FileRecord, Manifest, file_records, sha256_file
 from miniml.errors import DataError
 from miniml.io import atomic_dir, atomic_write_bytes

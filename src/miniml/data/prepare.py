@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import Field, field_validator
 
-from miniml import paths
+import miniml.paths as paths
 from miniml.config import StepConfig
 from miniml.data.clean import CLEANING_VERSION, CleanConfig, Dropped, clean_rows, cross_split_dedup, dedup
 from miniml.data.dataset import MANIFEST, SPLITS, Dataset, SourceRecord, fingerprint_of, write_dataset

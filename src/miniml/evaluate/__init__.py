@@ -1,9 +1,12 @@
-"""Evaluation and batch prediction: metrics, plots, reports, ``predict_file``."""
+"""Evaluation and batch prediction, for every task: ``evaluate_model`` (metrics + report), ``predict_file``.
 
-from miniml.evaluate.evaluate import EvaluationResult, evaluate_model, resolve_model_path
-from miniml.evaluate.metrics import ClassificationMetrics, classification_metrics
+What is scored and how is the task's (``miniml.tasks``); the metric code is :mod:`miniml.metrics`.
+"""
+
+from miniml.evaluate.evaluate import EvaluationResult, evaluate_model, score_of
 from miniml.evaluate.predict import predict_file
-from miniml.evaluate.report import write_report
+from miniml.metrics.classification import ClassificationMetrics, classification_metrics
+from miniml.metrics.report import write_report
 
 __all__ = [
     "ClassificationMetrics",
@@ -11,6 +14,6 @@ __all__ = [
     "classification_metrics",
     "evaluate_model",
     "predict_file",
-    "resolve_model_path",
+    "score_of",
     "write_report",
 ]

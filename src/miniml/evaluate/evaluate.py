@@ -1,58 +1,45 @@
-"""``miniml evaluate``: score a model on a dataset split, write the report, log it to MLflow when asked."""
+"""``miniml evaluate``: score a model on a dataset split, write the report, log it to MLflow when asked.
+
+The model's task does the scoring (its metrics, its report: ``Task.evaluate``); this step loads the model
+and the data, shows progress, names the report folder and logs to MLflow.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from miniml import paths
-from miniml.data.dataset import Dataset, open_dataset
-from miniml.evaluate.metrics import ClassificationMetrics
-from miniml.evaluate.report import write_report
-from miniml.inference import Predictor, load_predictor, require_finite
-from miniml.modelfolder import read_info
-from miniml.tasks.classification import ClassificationTask
+import miniml.paths as paths
+from miniml.data.dataset import open_dataset
+from miniml.tasks.base import EvaluateOptions, Evaluation
+from miniml.tasks.registry import get_task, load_model
 
 
 @dataclass
 class EvaluationResult:
-    """Flat metrics (accuracy, macro_f1, f1/<label>, ...) and where the report files are."""
+    """Flat metrics (accuracy, macro_f1, f1/<label>, exact_match, ...), the report folder, the scores."""
 
     metrics: dict[str, float]
     report_dir: Path
-    details: ClassificationMetrics | None = None
+    evaluation: Evaluation | None = None
 
 
-def resolve_model_path(model: str | Path) -> Path:
-    """A model folder, or the local folder behind a ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` URI."""
-    if str(model).startswith("models:/"):
-        from miniml.registry.store import resolve_model
+@contextlib.contextmanager
+def progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (silent when it is not a terminal); yields ``advance(n)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        return Path(resolve_model(str(model)).path)
-    return Path(model).expanduser()
-
-
-def predict_in_batches(predictor: Predictor, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """(N, C) probabilities, computed ``batch_size`` texts at a time."""
-    parts = [predictor.predict_proba(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, len(predictor.info.labels)), dtype=np.float32)
-
-
-def score_split(predictor: Predictor, dataset: Dataset, split: str) -> ClassificationMetrics:
-    """Metrics of ``predictor`` on one split (a label outside the model's label set is a DataError)."""
-    from miniml.evaluate.metrics import classification_metrics
-
-    frame = dataset.split(split)
-    task = ClassificationTask(predictor.info.labels)
-    y_true = task.label_ids(frame["target"].tolist())
-    texts = frame["input"].astype(str).tolist()
-    probs = predict_in_batches(predictor, texts)
-    require_finite(probs, f"{split} split of {dataset.name}")  # argmax of NaN rows would still score
-    return classification_metrics(y_true, probs.argmax(axis=-1), task.labels, texts=texts, probs=probs)
+    console = Console(file=sys.stderr)
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def evaluate_model(
@@ -64,32 +51,36 @@ def evaluate_model(
     run_id: str | None = None,
 ) -> EvaluationResult:
     """Evaluate a model folder or ``models:/`` URI on a dataset split; report under ``out_dir``."""
-    folder = resolve_model_path(model)
-    if read_info(folder).task != "classification":  # seq2seq / causal_lm: scored by generating
-        from miniml.evaluate.generative import evaluate_generative_model
-
-        report, report_dir = evaluate_generative_model(
-            folder, dataset, split, out_dir=out_dir, model_ref=str(model)
-        )
-        if run_id is not None:
-            _log_to_run(run_id, read_info(folder).name, report.metrics, report_dir, split)
-        return EvaluationResult(metrics=report.metrics, report_dir=report_dir)
-    predictor = load_predictor(folder)
+    loaded = load_model(model)
+    task = get_task(loaded.info.task)
     data = open_dataset(dataset)
-    details = score_split(predictor, data, split)
+    frame = data.split(split)
+    with progress("evaluate", len(frame)) as advance:
+        options = EvaluateOptions(progress=advance, source=f"{split} split of {data.name}")
+        evaluation = task.evaluate(loaded, frame, options)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    out_dir = out_dir or paths.home() / "reports" / predictor.info.name / f"{data.name}-{split}-{stamp}"
+    out_dir = out_dir or paths.home() / "reports" / loaded.info.name / f"{data.name}-{split}-{stamp}"
     context = {
         "model": str(model),
-        "model_name": predictor.info.name,
+        "model_name": loaded.info.name,
         "dataset": f"{data.name}/{data.fingerprint}",
         "split": split,
     }
-    write_report(out_dir, details, context)
-    metrics = details.summary()
+    evaluation.write(out_dir, context)
     if run_id is not None:
-        _log_to_run(run_id, predictor.info.name, metrics, out_dir, split)
-    return EvaluationResult(metrics=metrics, report_dir=out_dir, details=details)
+        _log_to_run(run_id, loaded.info.name, evaluation.metrics, out_dir, split)
+    return EvaluationResult(metrics=evaluation.metrics, report_dir=out_dir, evaluation=evaluation)
+
+
+def score_of(model: str | Path, dataset: str | Path, metric: str, split: str = "test") -> float | None:
+    """One metric of ``model`` on a split (None when the task does not report it): the promotion gate's
+    evaluation function. Writes no report."""
+    loaded = load_model(model)
+    evaluation = get_task(loaded.info.task).evaluate(
+        loaded, open_dataset(dataset).split(split), EvaluateOptions()
+    )
+    value: Any = evaluation.metrics.get(metric)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _log_to_run(

@@ -1,7 +1,8 @@
 """``miniml predict``: batch prediction over a JSONL file, streamed in batches, written atomically.
 
-Each input line is a JSON object with a ``text`` string; each output line (same order) is
-``{"label", "score", "scores"}`` plus the input's ``id`` when it has one.
+Each input line is a JSON object with a ``text`` string; each output line (same order) is the model's task's
+answer — ``{"label", "score", "top_k"}`` for classifiers, ``{"generated_text"}`` for generative models —
+plus the input's ``id`` when it has one.
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from miniml.errors import DataError
-from miniml.evaluate.evaluate import resolve_model_path
-from miniml.inference import load_predictor, require_finite
-from miniml.modelfolder import read_info
-from miniml.tasks.classification import ClassificationTask
+from miniml.tasks.registry import get_task, load_model
 
 MAX_LINE_BYTES = 1 << 20  # one input line (a text plus metadata) may not exceed 1 MiB
 
@@ -73,29 +71,20 @@ def predict_file(
     batch_size: int = 256,
     top_k: int | None = None,
 ) -> int:
-    """Predict every line of ``input_path`` into ``output_path``; returns the number of lines written."""
+    """Predict every line of ``input_path`` into ``output_path``; returns the number of lines written.
+
+    Each line's answer is the model's task's (``Task.predict``): classifiers write ``{"label", "score",
+    "top_k"}`` (``top_k``: every label, or the ``top_k`` best), generative models ``{"generated_text"}``.
+    """
     if batch_size < 1:
         raise DataError(f"batch size must be >= 1, got {batch_size}")
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise DataError(f"input file {input_path} does not exist", hint="pass a JSONL file with a text field")
-    folder = resolve_model_path(model)
-    if read_info(folder).task != "classification":  # seq2seq / causal_lm: generated text per line
-        from miniml.evaluate.generative import predict_generative_file
-
-        return predict_generative_file(folder, input_path, output_path, batch_size=min(batch_size, 64))
-    predictor = load_predictor(folder)
-    task = ClassificationTask(predictor.info.labels)
-    done = 0
-
-    def answer(texts: list[str]) -> list[dict[str, Any]]:
-        nonlocal done
-        probs = predictor.predict_proba(texts)
-        require_finite(probs, f"{input_path}: lines after the first {done} predicted")  # never NaN in JSON
-        done += len(texts)
-        return task.decode(probs, top_k)
-
-    return stream_jsonl(input_path, output_path, batch_size, answer)
+    loaded = load_model(model)
+    task = get_task(loaded.info.task)
+    size = min(batch_size, task.predict_batch_cap) if task.predict_batch_cap else batch_size
+    return stream_jsonl(input_path, output_path, size, lambda texts: task.predict(loaded, texts, top_k=top_k))
 
 
 def stream_jsonl(

@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from miniml import paths
+import miniml.paths as paths
 from miniml.errors import ConfigError, MinimlError
 from miniml.hub.config import HubConfig
 from miniml.io import atomic_write_json, atomic_write_text

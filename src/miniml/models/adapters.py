@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 ADAPTER_DIR = "adapter"
-PeftTask = Literal["seq2seq", "causal_lm"]
+# peft.TaskType member names: how peft wraps the model (encoder-decoder or decoder-only)
+PeftTask = Literal["SEQ_2_SEQ_LM", "CAUSAL_LM"]
 
 
 class LoraSettings(BaseModel):
@@ -61,7 +62,7 @@ def check_target_modules(model: nn.Module, targets: list[str]) -> None:
 
 
 def apply_lora(
-    model: nn.Module, settings: LoraSettings, task: PeftTask, modules_to_save: Sequence[str] = ()
+    model: nn.Module, settings: LoraSettings, task_type: PeftTask, modules_to_save: Sequence[str] = ()
 ) -> nn.Module:
     """Wrap ``model`` in a peft LoRA model: adapter weights and ``modules_to_save`` stay trainable."""
     try:
@@ -78,7 +79,7 @@ def apply_lora(
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
         modules_to_save=list(modules_to_save) or None,
-        task_type=peft.TaskType.SEQ_2_SEQ_LM if task == "seq2seq" else peft.TaskType.CAUSAL_LM,
+        task_type=peft.TaskType[task_type],
     )
     return peft.get_peft_model(model, config)
 

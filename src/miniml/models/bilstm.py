@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from miniml.models.registry import classification_output, register_builder
+from miniml.models.heads import classification_output
 from miniml.models.vocab import PAD, VocabFeaturizer
 
 
@@ -72,7 +72,6 @@ class BiLSTM(nn.Module):
         return classification_output(self.out(self.dropout(torch.cat([mean, peak], dim=-1))), labels)
 
 
-@register_builder("bilstm")
 def bilstm(
     spec: BiLSTMSpec, labels: list[str], featurizer: VocabFeaturizer, *, source: Path | None = None
 ) -> BiLSTM:

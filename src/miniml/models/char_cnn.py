@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from miniml.models.registry import classification_output, register_builder
+from miniml.models.heads import classification_output
 from miniml.models.vocab import PAD, VocabFeaturizer
 
 
@@ -65,7 +65,6 @@ class CharCNN(nn.Module):
         return classification_output(self.out(self.dropout(torch.cat(pooled, dim=-1))), labels)
 
 
-@register_builder("char_cnn")
 def char_cnn(
     spec: CharCNNSpec, labels: list[str], featurizer: VocabFeaturizer, *, source: Path | None = None
 ) -> CharCNN:

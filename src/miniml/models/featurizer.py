@@ -9,7 +9,7 @@ tensors, and ``batch`` goes straight from texts to tensors (the fast path for in
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,32 +45,6 @@ class Featurizer(Protocol):
     def save(self, folder: Path) -> None:
         """Write what ``load_featurizer`` needs into ``folder``."""
         ...
-
-
-_LOADERS: dict[str, Callable[[Path, dict[str, Any]], Featurizer]] = {}
-
-
-def register_featurizer(kind: str) -> Callable[[Callable[[Path, dict[str, Any]], Featurizer]], Any]:
-    """Register the loader of one featurizer kind (the ``kind`` stored in ``miniml.json`` preprocessing)."""
-
-    def wrap(loader: Callable[[Path, dict[str, Any]], Featurizer]) -> Any:
-        _LOADERS[kind] = loader
-        return loader
-
-    return wrap
-
-
-def load_featurizer(folder: Path, preprocessing: dict[str, Any]) -> Featurizer:
-    """Rebuild the featurizer a model folder was trained with."""
-    kind = str(preprocessing.get("kind", ""))
-    if kind not in _LOADERS:
-        raise ModelError(
-            f"model folder {folder} uses unknown preprocessing kind {kind!r}",
-            hint=f"known kinds: {', '.join(sorted(_LOADERS))}; was it written by a newer miniml?",
-        )
-    featurizer = _LOADERS[kind](Path(folder), preprocessing)
-    check_agrees(folder, featurizer, preprocessing)
-    return featurizer
 
 
 _DESCRIPTIVE = {"normalize", "tokenizer"}  # names and notes, not settings that change the features

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
@@ -21,17 +21,15 @@ from torch import nn
 from miniml.errors import MinimlError, ModelError
 from miniml.io import atomic_write_json
 from miniml.modelfolder import ModelInfo, verify_folder, write_info
-from miniml.models import ModelSpec
-from miniml.models.featurizer import Featurizer, load_featurizer
-from miniml.models.registry import get_builder
+from miniml.models.featurizer import Featurizer
+from miniml.models.registry import SPEC_ADAPTER, get_builder, load_featurizer
 
 WEIGHTS_FILE = "model.safetensors"
 BUILDER_FILE = "builder.json"
-SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[ModelSpec, Field(discriminator="kind")])
 
 
 @dataclass
-class LoadedModel:
+class ClassifierFolder:
     """A model folder in memory: module in eval mode, its featurizer, spec and ``miniml.json``."""
 
     module: nn.Module
@@ -74,7 +72,7 @@ def read_spec(folder: Path) -> Any:
         raise ModelError(f"{file} is corrupted: {str(err).splitlines()[0]}") from None
 
 
-def load_model_folder(folder: Path) -> LoadedModel:
+def load_model_folder(folder: Path) -> ClassifierFolder:
     """Rebuild the module and featurizer of a model folder; any missing/corrupted part is a ModelError."""
     folder = Path(folder)
     info = verify_folder(folder)  # every file as saved (manifest), before anything is parsed
@@ -97,7 +95,7 @@ def load_model_folder(folder: Path) -> LoadedModel:
         ) from None
     check_finite_parameters(module, weights)
     module.eval()
-    return LoadedModel(module=module, featurizer=featurizer, spec=spec, info=info)
+    return ClassifierFolder(module=module, featurizer=featurizer, spec=spec, info=info)
 
 
 def check_finite_parameters(module: nn.Module, source: Path) -> None:

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from miniml.errors import ModelError
 from miniml.io import atomic_write_json
-from miniml.models.featurizer import FEATURIZER_FILE, register_featurizer
+from miniml.models.featurizer import FEATURIZER_FILE
 
 HASH_VERSION = 2  # bump when ids change: models trained with another version must be retrained
 _P = 0x100000001B3  # 64-bit FNV prime; odd, so invertible modulo 2**64
@@ -257,7 +257,6 @@ class HashingSettings(BaseModel):
         return value
 
 
-@register_featurizer("hashing")
 def load_hashing(folder: Path, preprocessing: dict[str, Any]) -> HashingFeaturizer:
     """Rebuild a HashingFeaturizer from ``featurizer.json`` (falling back to ``miniml.json`` settings)."""
     file = Path(folder) / FEATURIZER_FILE

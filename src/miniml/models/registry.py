@@ -1,42 +1,65 @@
-"""The builder registry: model architectures are named builder functions, not if/else chains.
+"""The builder and featurizer tables: model architectures are named builder functions, not if/else chains.
 
-A builder takes its validated spec (a pydantic model from the train config), the label names and the
-featurizer the spec made, and returns an ``nn.Module`` whose ``forward(**batch, labels=None)`` returns
-``{"loss", "logits"}`` — the one interface the training engine, evaluation and inference rely on::
-
-    @register_builder("hashing_bag")
-    def hashing_bag(spec: HashingBagSpec, labels: list[str], featurizer: Featurizer, *, source: Path | None)
+A builder takes its validated spec (a pydantic model from the train config's ``model:`` section, chosen by
+``kind``), the label names and the featurizer the spec made, and returns an ``nn.Module`` whose
+``forward(**batch, labels=None)`` returns ``{"loss", "logits"}`` — the one interface training, evaluation
+and inference rely on. A featurizer loader rebuilds the featurizer a model folder was saved with, by the
+``kind`` stored in its ``miniml.json`` preprocessing. Both tables are static; an extension adds entries
+with :func:`register_builder` / :func:`register_featurizer` (explicit calls, not import side effects).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+from pydantic import Field, TypeAdapter
 from torch import nn
 
 from miniml.errors import ModelError
+from miniml.models.bilstm import BiLSTMSpec, bilstm
+from miniml.models.char_cnn import CharCNNSpec, char_cnn
+from miniml.models.featurizer import Featurizer, check_agrees
+from miniml.models.hashing import load_hashing
+from miniml.models.hashing_bag import HashingBagSpec, hashing_bag
+from miniml.models.pretrained import PretrainedSpec, load_tokenizer, pretrained
+from miniml.models.vocab import load_vocab
 
 Builder = Callable[..., nn.Module]
-_BUILDERS: dict[str, Builder] = {}
+FeaturizerLoader = Callable[[Path, dict[str, Any]], Featurizer]
+
+# The ``model:`` section of a classification train config, chosen by ``kind``.
+ModelSpec = HashingBagSpec | CharCNNSpec | BiLSTMSpec | PretrainedSpec
+SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[ModelSpec, Field(discriminator="kind")])
+
+_BUILDERS: dict[str, Builder] = {
+    "hashing_bag": hashing_bag,
+    "char_cnn": char_cnn,
+    "bilstm": bilstm,
+    "pretrained": pretrained,
+}
+_FEATURIZERS: dict[str, FeaturizerLoader] = {
+    "hashing": load_hashing,
+    "vocab": load_vocab,
+    "tokenizer": load_tokenizer,
+}
 
 
-def register_builder(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: make ``fn`` the builder of architecture ``name``."""
+def register_builder(name: str, fn: Builder) -> None:
+    """Make ``fn`` the builder of architecture ``name`` (an extension's own architecture)."""
+    if name in _BUILDERS and _BUILDERS[name] is not fn:
+        raise ValueError(f"builder {name!r} registered twice")
+    _BUILDERS[name] = fn
 
-    def wrap(fn: Builder) -> Builder:
-        if name in _BUILDERS and _BUILDERS[name] is not fn:
-            raise ValueError(f"builder {name!r} registered twice")
-        _BUILDERS[name] = fn
-        return fn
 
-    return wrap
+def register_featurizer(kind: str, loader: FeaturizerLoader) -> None:
+    """Make ``loader`` rebuild featurizers whose saved preprocessing says ``kind``."""
+    _FEATURIZERS[kind] = loader
 
 
 def get_builder(name: str) -> Builder:
     """The builder registered as ``name``; a ModelError listing the known ones otherwise."""
-    import miniml.models  # noqa: F401  (registers the built-in builders)
-
     if name not in _BUILDERS:
         raise ModelError(f"unknown model architecture {name!r}", hint=f"known: {', '.join(builder_names())}")
     return _BUILDERS[name]
@@ -46,9 +69,14 @@ def builder_names() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def classification_output(logits: Any, labels: Any, label_smoothing: float = 0.0) -> dict[str, Any]:
-    """The ``{"loss", "logits"}`` dict every builder's module returns (loss only when labels are given)."""
-    out: dict[str, Any] = {"logits": logits}
-    if labels is not None:
-        out["loss"] = nn.functional.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-    return out
+def load_featurizer(folder: Path, preprocessing: dict[str, Any]) -> Featurizer:
+    """Rebuild the featurizer a model folder was trained with."""
+    kind = str(preprocessing.get("kind", ""))
+    if kind not in _FEATURIZERS:
+        raise ModelError(
+            f"model folder {folder} uses unknown preprocessing kind {kind!r}",
+            hint=f"known kinds: {', '.join(sorted(_FEATURIZERS))}; was it written by a newer miniml?",
+        )
+    featurizer = _FEATURIZERS[kind](Path(folder), preprocessing)
+    check_agrees(folder, featurizer, preprocessing)
+    return featurizer

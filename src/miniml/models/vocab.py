@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from miniml.io import atomic_write_json
-from miniml.models.featurizer import FEATURIZER_FILE, normalize_text, register_featurizer
+from miniml.models.featurizer import FEATURIZER_FILE, normalize_text
 
 PAD, UNK = 0, 1
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -93,7 +93,6 @@ class VocabFeaturizer:
         atomic_write_json(Path(folder) / FEATURIZER_FILE, {**self.preprocessing(), "vocab": self.vocab})
 
 
-@register_featurizer("vocab")
 def load_vocab(folder: Path, preprocessing: dict[str, Any]) -> VocabFeaturizer:
     """Rebuild a VocabFeaturizer from ``featurizer.json``."""
     data = json.loads((Path(folder) / FEATURIZER_FILE).read_text(encoding="utf-8"))

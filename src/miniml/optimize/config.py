@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -117,3 +117,14 @@ class OptimizeConfig(StepConfig):
         if self.finetune.steps and self.prune is None:
             raise ValueError("finetune recovers quality after pruning: add prune (--prune SPARSITY)")
         return self
+
+
+def flag_overrides(flags: dict[str, Any], force: bool) -> list[str]:
+    """Command-line flags as ``--set`` overrides (highest precedence); unset flags leave the file alone."""
+    out = [f"{k}=true" for k in ("onnx", "int8") if flags.get(k)]
+    out += [f"{k}={flags[k]}" for k in ("prune", "calibration", "dataset") if flags.get(k) is not None]
+    if flags.get("finetune_steps") is not None:
+        out.append(f"finetune.steps={flags['finetune_steps']}")
+    if force:
+        out.append("force=true")
+    return out

@@ -19,7 +19,8 @@ from torch import nn
 
 from miniml.models.featurizer import Featurizer
 from miniml.optimize.config import FinetuneSettings
-from miniml.tasks.classification import ClassificationTask
+from miniml.tasks.classification import ClassificationConfig, ClassificationRecipe, collate, examples
+from miniml.train.engine import make_trainer
 
 LOSS_EXAMPLES = 512  # the loss before/after is measured on at most this many training examples
 
@@ -30,16 +31,14 @@ def training_frame(frame: pd.DataFrame, settings: FinetuneSettings) -> pd.DataFr
     return frame if wanted >= len(frame) else frame.sample(n=wanted, random_state=settings.seed)
 
 
-def mean_loss(
-    module: nn.Module, task: ClassificationTask, featurizer: Featurizer, examples: list[Any]
-) -> float:
+def mean_loss(module: nn.Module, featurizer: Featurizer, rows: list[Any]) -> float:
     """Average training loss of ``module`` on ``examples`` (eval mode: no dropout)."""
     module.eval()
     total, count = 0.0, 0
     with torch.inference_mode():
-        for i in range(0, len(examples), 64):
-            chunk = examples[i : i + 64]
-            loss = module(**task.collate(featurizer, chunk))["loss"]
+        for i in range(0, len(rows), 64):
+            chunk = rows[i : i + 64]
+            loss = module(**collate(featurizer, chunk))["loss"]
             total, count = total + float(loss) * len(chunk), count + len(chunk)
     return total / count if count else 0.0
 
@@ -53,13 +52,9 @@ def finetune(
     settings: FinetuneSettings,
 ) -> dict[str, Any]:
     """Train ``module`` in place for ``settings.steps`` steps on ``frame``; returns the facts of the step."""
-    from miniml.train.config import TrainConfig
-    from miniml.train.engine import make_trainer
-
-    task = ClassificationTask(labels)
-    examples = task.examples(training_frame(frame, settings), featurizer)
+    rows = examples(training_frame(frame, settings), featurizer, labels)
     sparse = bool(getattr(spec, "sparse", False))
-    config = TrainConfig.model_validate(
+    config = ClassificationConfig.model_validate(
         {
             "model_name": "finetune",
             "dataset": "-",
@@ -75,10 +70,11 @@ def finetune(
             "register_model": False,
         }
     )
-    probe = examples[:LOSS_EXAMPLES]
-    before = mean_loss(module, task, featurizer, probe)
+    probe = rows[:LOSS_EXAMPLES]
+    before = mean_loss(module, featurizer, probe)
+    recipe = ClassificationRecipe(module, featurizer, config, list(labels), rows, [])
     with tempfile.TemporaryDirectory(prefix="miniml-finetune-") as tmp:
-        trainer = make_trainer(config, task, featurizer, module, examples, [], Path(tmp), checkpoints=False)
+        trainer = make_trainer(config, recipe, Path(tmp), checkpoints=False)
         trainer.train()
     module.to("cpu").eval()
     return {
@@ -88,7 +84,7 @@ def finetune(
         "batch_size": settings.batch_size,
         "optimizer": config.optimizer,
         "split": settings.split,
-        "examples": len(examples),
+        "examples": len(rows),
         "train_loss_before": before,
-        "train_loss_after": mean_loss(module, task, featurizer, probe),
+        "train_loss_after": mean_loss(module, featurizer, probe),
     }

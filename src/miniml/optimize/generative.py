@@ -1,11 +1,11 @@
 """``miniml optimize`` for generative models (seq2seq, causal_lm): PyTorch int8 and/or magnitude pruning.
 
 What works: ``--int8`` (PyTorch dynamic int8 of every ``nn.Linear``, recorded in ``miniml.json`` and
-re-applied when ``Generator.load`` loads the folder; the weights stay fp32 on disk) and ``--prune`` (global
-unstructured magnitude pruning of the Linear weights, tied output embeddings left alone, saved with
+re-applied when the generation runtime loads the folder; the weights stay fp32 on disk) and ``--prune``
+(global unstructured magnitude pruning of the Linear weights, tied output embeddings left alone, saved with
 ``save_pretrained``). ONNX export, static int8, head pruning and fine-tuning after pruning are refused with
-one clear error: exporting an encoder-decoder with its generation loop is a different exporter (Optimum),
-which miniml does not ship.
+one clear error (the tasks' ``OptimizeSupport`` says so, checked in ``run``): exporting an encoder-decoder
+with its generation loop is a different exporter (Optimum), which miniml does not ship.
 
 The comparison generates for the same test prompts with both models (their own default generation
 settings): size, latency per batch, quality (the task's text metrics), and the share of identical outputs.
@@ -20,36 +20,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from miniml.errors import ConfigError, ModelError
+import miniml.optimize.measure as measure
+from miniml.errors import ModelError
 from miniml.io import atomic_dir
+from miniml.metrics.text import references_of, text_metrics
 from miniml.modelfolder import ModelInfo, read_info, write_info
-from miniml.optimize import measure
 from miniml.optimize.config import OptimizeConfig
-from miniml.optimize.onnx_export import check_exportable
+from miniml.optimize.outcome import (
+    OptimizeResult,
+    eval_frame,
+    finish_folder,
+    lineage,
+    output_folder,
+    track_and_register,
+)
+from miniml.optimize.prune import prune_global_unstructured
 from miniml.optimize.report import ratios
+from miniml.registry.uris import ModelSource
+from miniml.runtime.quantization import TORCH_DYNAMIC
+from miniml.tasks.base import OptimizeSupport
+from miniml.tasks.generative_scoring import generate_all, perplexity
+from miniml.tasks.registry import get_task, load_model
 
-# the metric the quality gate compares (higher is better)
-PRIMARY_METRIC = {"seq2seq": "rougeL", "causal_lm": "token_f1"}
 
-
-def check_generative(info: ModelInfo, folder: Path, cfg: OptimizeConfig) -> None:
-    """Refuse what the generative path cannot do, before any work."""
-    if cfg.onnx:
-        check_exportable(info.architecture, info.task)  # raises: generative graphs are not exported
-    if cfg.calibration is not None:
-        raise ConfigError("static int8 (--calibration) runs on ONNX graphs", hint="drop --calibration")
-    if cfg.prune is not None and cfg.pruning.method == "heads":
-        raise ConfigError(
-            f"head pruning is for classification models; {info.name} is a {info.task} model",
-            hint="use --set pruning.method=global_unstructured",
-        )
-    if cfg.finetune.steps:
-        raise ConfigError(
-            f"fine-tuning after pruning supports classification models; {info.name} is a {info.task} model",
-            hint="drop finetune.steps, or retrain the pruned model with `miniml train`",
-        )
-    if "int8" in {s.get("step") for s in info.lineage.get("steps", [])} and cfg.int8:
-        raise ModelError(f"model {info.name} is already int8-quantized", hint="optimize its parent instead")
+def check_generative(info: ModelInfo, folder: Path) -> None:
+    """Refuse what the generative path cannot do with this folder, before any work."""
     if not (folder / "config.json").is_file():
         raise ModelError(
             f"model {info.name} is an adapter-only folder; optimize needs full weights",
@@ -61,8 +56,6 @@ def build_generative(
     folder: Path, info: ModelInfo, cfg: OptimizeConfig, dest: Path, lineage_of: Callable[[list[Any]], Any]
 ) -> None:
     """Write the optimized model folder to ``dest`` atomically, its lineage from ``lineage_of(steps)``."""
-    from miniml.generation import Generator
-
     steps: list[dict[str, Any]] = []
     with atomic_dir(dest, replace=True) as out:
         pruned = cfg.prune is not None
@@ -74,16 +67,13 @@ def build_generative(
             copy(item, out / item.name)
         if pruned:
             assert cfg.prune is not None
-            from miniml.optimize.prune import prune_global_unstructured
-
-            model = Generator.load(folder, device="cpu").model
+            model = load_model(folder, device="cpu").predictor.model
             steps.append({"step": "prune", **prune_global_unstructured(model, cfg.prune)})
             model.save_pretrained(str(out))
         data = info.model_dump()
         if cfg.int8:
-            quant = {"method": "torch_dynamic", "modules": ["Linear"], "dtype": "qint8"}
-            steps.append({"step": "int8", **quant})
-            data["quantization"] = quant
+            steps.append({"step": "int8", **TORCH_DYNAMIC})
+            data["quantization"] = dict(TORCH_DYNAMIC)
         data["lineage"] = lineage_of(steps)
         data["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_info(out, ModelInfo.model_validate(data))
@@ -91,13 +81,11 @@ def build_generative(
 
 def profile(folder: Path, frame: Any, cfg: OptimizeConfig) -> tuple[dict[str, Any], list[str]]:
     """Size, generation latency per batch size and text quality of one model; also its outputs."""
-    from miniml.evaluate.generative import TASK_METRICS, generate_all, perplexity, references_of, text_metrics
-    from miniml.generation import Generator
-
-    generator = Generator.load(folder, device="cpu")
+    loaded = load_model(folder, device="cpu")
+    generator = loaded.predictor
     inputs = [str(x) for x in frame["input"]]
     outputs = generate_all(generator, inputs)
-    names = TASK_METRICS[generator.task]
+    names = getattr(get_task(loaded.info.task), "metric_names", ("exact_match", "token_f1"))
     quality = text_metrics([n for n in names if n != "perplexity"], outputs, references_of(frame))
     if "perplexity" in names:
         quality["perplexity"] = perplexity(generator, inputs, [str(t) for t in frame["target"]])
@@ -119,7 +107,7 @@ def profile(folder: Path, frame: Any, cfg: OptimizeConfig) -> tuple[dict[str, An
 
 
 def compare_generative(
-    parent_uri: str, parent: Path, folder: Path, ref: str, frame: Any, cfg: OptimizeConfig
+    parent_uri: str, parent: Path, folder: Path, ref: str, frame: Any, cfg: OptimizeConfig, metric: str
 ) -> dict[str, Any]:
     """Parent and optimized model, one after the other, same prompts and threads."""
     import torch
@@ -130,7 +118,6 @@ def compare_generative(
     before, outputs_before = profile(parent, frame, cfg)
     after, outputs_after = profile(folder, frame, cfg)
     before["uri"] = parent_uri
-    metric = PRIMARY_METRIC[info.task]
     drop = before["quality"][metric] - after["quality"][metric]
     same = sum(a == b for a, b in zip(outputs_before, outputs_after, strict=True))
     return {
@@ -154,23 +141,16 @@ def compare_generative(
     }
 
 
-def optimize_generative(uri: str, resolved: Any, info: ModelInfo, cfg: OptimizeConfig) -> Any:
-    """The generative counterpart of ``optimize_model``: check, build, compare, gate, register."""
-    from miniml.optimize.run import (
-        OptimizeResult,
-        eval_frame,
-        finish_folder,
-        lineage,
-        output_folder,
-        track_and_register,
-    )
-
-    check_generative(info, resolved.path, cfg)
+def optimize_generative(
+    uri: str, resolved: ModelSource, info: ModelInfo, cfg: OptimizeConfig, support: OptimizeSupport
+) -> OptimizeResult:
+    """The generative counterpart of the classifier path: check, build, compare, gate, register."""
+    check_generative(info, resolved.path)
     ref, frame = eval_frame(info, cfg)
     name = resolved.name or info.name
     folder = output_folder(cfg, info.name)
     build_generative(resolved.path, info, cfg, folder, lambda steps: lineage(uri, resolved, info, steps, {}))
-    report = compare_generative(uri, resolved.path, folder, ref, frame, cfg)
+    report = compare_generative(uri, resolved.path, folder, ref, frame, cfg, support.quality_metric)
     report["gate"]["forced"] = cfg.force and not report["gate"]["passed"]
     finish_folder(folder, report)
     version = track_and_register(name, folder, report, cfg)

@@ -11,16 +11,12 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from miniml.registry.environment import cpu_model
-
-
-class Predictor(Protocol):
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
-
+from miniml.runtime.predictor import Predictor, predict_in_batches
 
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx.data", ".bin", ".data")
 
@@ -62,8 +58,7 @@ def latency(
 
 def predict_all(predictor: Predictor, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
     """(N, C) probabilities for all texts, in order."""
-    parts = [predictor.predict_proba(b) for b in batches(texts, batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+    return predict_in_batches(predictor, texts, batch_size)
 
 
 def quality(probs: np.ndarray, targets: Sequence[str], labels: Sequence[str]) -> dict[str, float]:

@@ -43,13 +43,9 @@ def exportable_architectures() -> list[str]:
     return sorted(_EXPORTERS)
 
 
-def check_exportable(architecture: str, task: str) -> None:
-    """A clear ModelError before any work if this model cannot go to ONNX."""
-    if task != "classification":
-        raise ModelError(
-            f"ONNX export supports classification models; this is a {task} model",
-            hint="drop --onnx: --int8 (PyTorch dynamic int8) and --prune work on seq2seq/causal_lm models",
-        )
+def check_exportable(architecture: str) -> None:
+    """A clear ModelError before any work if this architecture cannot go to ONNX (tasks that cannot are
+    refused earlier, by their ``OptimizeSupport``)."""
     if architecture not in _EXPORTERS:
         raise ModelError(
             f"the ONNX exporter cannot handle architecture {architecture!r}",

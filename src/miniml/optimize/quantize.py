@@ -1,4 +1,7 @@
-"""int8 quantization: onnxruntime dynamic / static (calibrated) on ONNX graphs, PyTorch dynamic on Linear.
+"""int8 quantization of ONNX graphs: onnxruntime dynamic / static (calibrated).
+
+PyTorch dynamic int8 of ``nn.Linear`` is applied when a torch folder loads
+(:mod:`miniml.runtime.quantization`).
 
 Before quantizing a BERT-like graph, onnxruntime's transformer optimizer fuses attention, LayerNorm and GELU
 subgraphs into single kernels (fp32, checked for parity like the export); the quantizer then turns the fused
@@ -15,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from miniml.errors import ModelError
 
@@ -138,18 +140,3 @@ def quantize_onnx_static(
         "samples_batches": len(feeds),
         "per_channel": per_channel,
     }
-
-
-def apply_saved_quantization(module: nn.Module, info: Any) -> nn.Module:
-    """Re-apply the int8 quantization a torch model folder records (its weights are stored fp32)."""
-    spec = dict((info.model_extra or {}).get("quantization") or {})
-    if spec.get("method") != "torch_dynamic":
-        raise ModelError(f"model {info.name} records unknown quantization {spec.get('method')!r}")
-    return quantize_torch_dynamic(module)
-
-
-def quantize_torch_dynamic(module: nn.Module) -> nn.Module:
-    """PyTorch dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations per batch)."""
-    import torch
-
-    return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)

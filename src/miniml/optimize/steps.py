@@ -18,12 +18,15 @@ import torch
 from torch import nn
 
 from miniml.errors import ModelError
-from miniml.optimize import quantize
+from miniml.modelfolder import read_info
 from miniml.optimize.config import OptimizeConfig
+from miniml.optimize.finetune import finetune
 from miniml.optimize.measure import max_abs_diff
 from miniml.optimize.onnx_export import export_onnx
-from miniml.optimize.onnx_runtime import ONNX_FILE, OnnxPredictor
 from miniml.optimize.prune import prune_heads, sparsity, unstructured_masks
+from miniml.optimize.quantize import fuse_transformer, quantize_onnx_dynamic, quantize_onnx_static
+from miniml.runtime.onnx_predictor import ONNX_FILE, OnnxPredictor
+from miniml.runtime.quantization import TORCH_DYNAMIC, quantize_torch_dynamic
 
 
 class ParityError(ModelError):
@@ -73,8 +76,6 @@ def check_parity(work: Work, reference: Any, graph: Path, step: dict[str, Any]) 
 
 
 def graph_predictor(work: Work, graph: Path) -> OnnxPredictor:
-    from miniml.modelfolder import read_info
-
     info = read_info(work.folder)
     return OnnxPredictor(work.folder, info, threads=work.cfg.measure.threads, file=str(graph.resolve()))
 
@@ -99,9 +100,6 @@ def step_prune(work: Work) -> None:
 def step_finetune(work: Work) -> None:
     if work.tuning is None:
         return
-    from miniml.modelfolder import read_info
-    from miniml.optimize.finetune import finetune
-
     assert work.module is not None
     labels = read_info(work.folder).labels
     facts = finetune(work.module, work.featurizer, work.spec, labels, work.tuning, work.cfg.finetune)
@@ -131,7 +129,7 @@ def step_export(work: Work, scratch: Path) -> None:
 def step_fuse(work: Work, scratch: Path, reference: Any) -> None:
     assert work.onnx is not None
     dest = scratch / "fused.onnx"
-    fused = quantize.fuse_transformer(work.onnx, dest, work.facts)
+    fused = fuse_transformer(work.onnx, dest, work.facts)
     if fused is None:
         return
     step: dict[str, Any] = {"step": "fuse", "fused": fused}
@@ -152,11 +150,11 @@ def step_int8_onnx(work: Work, scratch: Path) -> None:
     settings = work.cfg.quantize
     if work.calibration:
         feeds = calibration_feeds(work, work.onnx)
-        facts = quantize.quantize_onnx_static(
+        facts = quantize_onnx_static(
             work.onnx, dest, feeds, per_channel=settings.per_channel, method=settings.calibration_method
         )
     else:
-        facts = quantize.quantize_onnx_dynamic(
+        facts = quantize_onnx_dynamic(
             work.onnx, dest, per_channel=settings.per_channel, reduce_range=settings.reduce_range
         )
     work.steps.append({"step": "int8", **facts})
@@ -165,8 +163,8 @@ def step_int8_onnx(work: Work, scratch: Path) -> None:
 
 def step_int8_torch(work: Work) -> None:
     assert work.module is not None
-    work.module = quantize.quantize_torch_dynamic(work.module)
-    work.steps.append({"step": "int8", "method": "torch_dynamic", "modules": ["Linear"], "dtype": "qint8"})
+    work.module = quantize_torch_dynamic(work.module)
+    work.steps.append({"step": "int8", **TORCH_DYNAMIC})
 
 
 def build_onnx(work: Work, scratch: Path) -> Path:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from miniml.config import StepConfig, deep_merge, env_overrides, parse_overrides, read_yaml, validate
+from miniml.config import StepConfig, load_config
 from miniml.errors import ConfigError, MinimlError
 
 # steps whose config is another schema's file or mapping; ``--set STEP.key=value`` goes to that schema
@@ -108,55 +108,48 @@ def split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list
     return own, per_step
 
 
+def _serve_shorthand(data: dict[str, Any], folder: Path) -> None:
+    """``serve: serve.yaml`` means ``serve: {config: serve.yaml}`` (expanded first, so overrides merge)."""
+    if isinstance(data.get("serve"), str):
+        data["serve"] = {"config": data["serve"]}
+
+
 def load_pipeline_config(
     path: Path, overrides: Sequence[str] = (), environ: Mapping[str, str] | None = None
 ) -> PipelineConfig:
     """The pipeline file itself: file < ``MINIML_PIPELINE__*`` < overrides."""
-    data = read_yaml(path)
-    if isinstance(data.get("serve"), str):  # shorthand, expanded first so --set serve.enabled=true merges
-        data["serve"] = {"config": data["serve"]}
-    data = deep_merge(data, env_overrides(PipelineConfig.env_section, environ))
-    data = deep_merge(data, parse_overrides(overrides))
-    data.setdefault("base_dir", str(Path(path).resolve().parent))
-    return validate(PipelineConfig, data, str(path))
+    return load_config(
+        PipelineConfig, path, overrides, environ=environ, base_dir_key="base_dir", adjust=_serve_shorthand
+    )
 
 
-def step_data(
-    key: str,
-    source: StepSource | None,
-    base_dir: Path,
-    overrides: Sequence[str],
-    environ: Mapping[str, str] | None = None,
-) -> tuple[dict[str, Any], Path, str]:
-    """A step's raw mapping (file or inline, then environment and overrides), its folder and its name."""
+def step_source(key: str, source: StepSource | None, base_dir: Path) -> tuple[Path | dict[str, Any], str]:
+    """A step's config file (relative to the pipeline file) or inline mapping, and how to name it."""
     if isinstance(source, str):
         file = (base_dir / source).expanduser().resolve()
         if not file.is_file():
             raise ConfigError(
                 f"{key}: config file {file} does not exist", hint="paths are relative to the pipeline file"
             )
-        data, folder, where = read_yaml(file), file.parent, str(file)
-    else:
-        data, folder, where = dict(source or {}), base_dir, f"{key} (inline)"
-    data = deep_merge(data, env_overrides(key, environ))  # each step schema's env_section is its key
-    return deep_merge(data, parse_overrides(overrides)), folder, where
+        return file, str(file)
+    return dict(source or {}), f"{key} (inline)"
 
 
 def _load_step(
     key: str,
     config: PipelineConfig,
     overrides: Sequence[str],
-    build: Callable[[dict[str, Any], Path, str], Any],
+    build: Callable[..., Any],
     environ: Mapping[str, str] | None,
 ) -> Any:
-    """Load one step through ``build``; any config error is re-raised naming the step's key."""
+    """Load one step through its own loader; any config error is re-raised naming the step's key."""
     source = getattr(config, key)
     if source is None and not overrides:
         return None
     base_dir = config.base_dir or Path.cwd()
     try:
-        data, folder, where = step_data(key, source, base_dir, overrides, environ)
-        return build(data, folder, where)
+        found, where = step_source(key, source, base_dir)
+        return build(found, overrides, environ=environ, base_dir=base_dir, where=where)
     except MinimlError as err:
         message = str(err)
         if not message.startswith(f"{key}:"):
@@ -164,23 +157,23 @@ def _load_step(
         raise ConfigError(f"pipeline {config.name}: {message}") from None
 
 
-def _build_data(data: dict[str, Any], folder: Path, where: str) -> Any:
+def _build_data(source: Any, overrides: Sequence[str], **kw: Any) -> Any:
     from miniml.data.prepare import PrepareConfig
 
-    data.setdefault("base_dir", str(folder))
-    return validate(PrepareConfig, data, where)
+    return load_config(PrepareConfig, source, overrides, base_dir_key="base_dir", **kw)
 
 
-def _build_train(data: dict[str, Any], folder: Path, where: str) -> Any:
-    from miniml.train.config import train_config_schema
+def _build_train(source: Any, overrides: Sequence[str], **kw: Any) -> Any:
+    from miniml.train.config import load_train_config
 
-    return validate(train_config_schema(str(data.get("task", "classification"))), data, where)
+    kw.pop("base_dir")
+    return load_train_config(source, overrides, **kw)
 
 
-def _build_optimize(data: dict[str, Any], folder: Path, where: str) -> Any:
+def _build_optimize(source: Any, overrides: Sequence[str], **kw: Any) -> Any:
     from miniml.optimize.config import OptimizeConfig
 
-    return validate(OptimizeConfig, data, where)
+    return load_config(OptimizeConfig, source, overrides, **kw)
 
 
 def _load_serve(config: PipelineConfig, environ: Mapping[str, str] | None) -> Any:

@@ -18,9 +18,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+import miniml.pipeline.steps as steps
 from miniml.data.dataset import Dataset
 from miniml.errors import ConfigError, MinimlError
-from miniml.pipeline import steps
 from miniml.pipeline.config import Pipeline
 from miniml.pipeline.state import StateStore, StepRecord
 

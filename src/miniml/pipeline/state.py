@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from miniml import paths
+import miniml.paths as paths
 from miniml.errors import ConfigError
 from miniml.io import atomic_write_json
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from miniml import paths
+import miniml.paths as paths
 from miniml.data.dataset import SPLITS, Dataset, fingerprint_of, open_dataset
 from miniml.pipeline.config import Pipeline
 from miniml.pipeline.state import pipeline_dir
@@ -164,13 +164,20 @@ def run_evaluate(pipeline: Pipeline, uri: str, version: int, dataset: Dataset) -
 
 def run_gate(pipeline: Pipeline, model: str, version: int) -> StepOutcome:
     """Move the alias to the candidate if it beats the current holder (``miniml models promote``)."""
+    from miniml.evaluate import score_of
     from miniml.registry import promote, views
 
     gate = pipeline.config.gate
     given = {"metric": gate.metric, "margin": gate.margin, "alias": gate.alias}
     settings = promote.gate_config(model, [f"{k}={v}" for k, v in given.items() if v is not None])
     result = promote.promote(
-        model, version, alias=settings.alias, metric=settings.metric, margin=settings.margin, force=gate.force
+        model,
+        version,
+        alias=settings.alias,
+        metric=settings.metric,
+        margin=settings.margin,
+        force=gate.force,
+        evaluate=score_of,
     )
     outputs = {
         "promoted": result.promoted,

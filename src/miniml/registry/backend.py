@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from miniml import paths
+import miniml.paths as paths
 from miniml.errors import RegistryError
 from miniml.objectstore import S3Location, S3Store, store_error
 

@@ -40,7 +40,7 @@ def run_environment(cwd: Path | None = None) -> dict[str, str]:
 
 def package_version(name: str) -> str:
     if name == "miniml":
-        from miniml import __version__
+        from miniml.version import __version__
 
         return __version__
     try:

@@ -2,8 +2,9 @@
 
 "Same split" means the same dataset fingerprint. When both versions were tested on the candidate's split,
 their stored test metrics (``miniml.json`` ``metrics``) are compared directly; otherwise the champion (and a
-candidate without the metric) is evaluated on the candidate's test split. The candidate must beat the
-champion by ``margin`` (higher is better, except for loss-like metrics). ``force`` skips the gate.
+candidate without the metric) is evaluated on the candidate's test split, by the evaluation function the
+caller passes (``miniml.evaluate.score_of``: the registry itself never runs a model). The candidate must beat
+the champion by ``margin`` (higher is better, except for loss-like metrics). ``force`` skips the gate.
 
 Gate settings, lowest to highest precedence: defaults (``champion``, ``macro_f1``, margin 0) < the
 registered model's tags (:func:`set_gate`, e.g. from a training config) < ``MINIML_PROMOTE__METRIC`` /
@@ -13,17 +14,17 @@ registered model's tags (:func:`set_gate`, e.g. from a training config) < ``MINI
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import ClassVar
 
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from miniml.config import StepConfig, deep_merge, env_overrides, parse_overrides, validate
+from miniml.config import StepConfig, load_config, validate
 from miniml.errors import RegistryError
 from miniml.registry.backend import call, get_client
 from miniml.registry.store import ModelVersion, download_version, get_version, set_alias
@@ -31,6 +32,8 @@ from miniml.registry.uris import check_alias
 
 GATE_TAG = "miniml.gate."
 LOWER_IS_BETTER = ("loss", "error", "perplexity", "latency", "wer", "cer")
+# scores a model folder on a dataset's test split: (folder, dataset, metric) -> value or None
+Evaluator = Callable[[Path, str, str], float | None]
 
 
 class GateConfig(StepConfig):
@@ -92,9 +95,9 @@ def gate_config(
     """Gate settings for ``name``: defaults < model tags < environment < ``overrides`` (``key=value``)."""
     rm = call(f"cannot read registered model {name!r}", get_client().get_registered_model, name)
     tags = {k[len(GATE_TAG) :]: v for k, v in (rm.tags or {}).items() if k.startswith(GATE_TAG)}
-    data = deep_merge(tags, env_overrides(GateConfig.env_section, environ))
-    data = deep_merge(data, parse_overrides(overrides))
-    return validate(GateConfig, data, f"promotion gate of {name}")
+    return load_config(
+        GateConfig, None, overrides, environ=environ, defaults=tags, where=f"promotion gate of {name}"
+    )
 
 
 # ---------------------------------------------------------------- scores
@@ -131,35 +134,22 @@ def dataset_ref(mv: ModelVersion) -> str:
     return f"{name}/{fp}"
 
 
-def evaluated_score(mv: ModelVersion, dataset: str, metric: str) -> float:
-    """Evaluate ``mv`` on the test split of ``dataset`` and return ``metric``."""
-    try:
-        evaluate_model = importlib.import_module("miniml.evaluate").evaluate_model
-    except (ImportError, AttributeError):
+def evaluated_score(mv: ModelVersion, dataset: str, metric: str, evaluate: Evaluator | None) -> float:
+    """Evaluate ``mv`` on the test split of ``dataset`` with ``evaluate`` and return ``metric``."""
+    if evaluate is None:
         raise RegistryError(
-            f"cannot evaluate version {mv.version} of {mv.name!r}: miniml.evaluate is not available",
-            hint="promote with --force",
-        ) from None
-    result = evaluate_model(download_version(mv), dataset, "test")
-    score = _metric_of(result, metric)
+            f"cannot compare version {mv.version} of {mv.name!r} on the same split without evaluating it, "
+            "and no evaluation function was given",
+            hint="promote with --force, or pass evaluate=miniml.evaluate.score_of",
+        )
+    score = evaluate(download_version(mv), dataset, metric)
     if score is None:
         raise RegistryError(f"evaluation of {mv.uri} gave no metric {metric!r}", hint="pick another --metric")
-    return score
-
-
-def _metric_of(result: Any, metric: str) -> float | None:
-    """Find ``metric`` in an evaluation result (a mapping, or an object with ``metrics``)."""
-    metrics = result if isinstance(result, Mapping) else getattr(result, "metrics", None)
-    if isinstance(metrics, Mapping):
-        for source in (metrics, metrics.get("metrics") or {}):
-            if isinstance(source, Mapping) and isinstance(source.get(metric), int | float):
-                return float(source[metric])
-    value = getattr(result, metric, None)
-    return float(value) if isinstance(value, int | float) else None
+    return float(score)
 
 
 def scores_on_same_split(
-    candidate: ModelVersion, champion: ModelVersion, metric: str
+    candidate: ModelVersion, champion: ModelVersion, metric: str, evaluate: Evaluator | None = None
 ) -> tuple[float, float, str]:
     """(candidate score, champion score, how they were obtained) on the candidate's test split."""
     cand, champ = stored_score(candidate, metric), stored_score(champion, metric)
@@ -168,8 +158,8 @@ def scores_on_same_split(
         return cand, champ, f"stored test {metric} on dataset {fingerprint(candidate)}"
     dataset = dataset_ref(candidate)
     if cand is None:
-        cand = evaluated_score(candidate, dataset, metric)
-    champ = evaluated_score(champion, dataset, metric)
+        cand = evaluated_score(candidate, dataset, metric, evaluate)
+    champ = evaluated_score(champion, dataset, metric, evaluate)
     return cand, champ, f"champion re-evaluated on the candidate's test split ({dataset})"
 
 
@@ -184,8 +174,13 @@ def promote(
     metric: str = "macro_f1",
     margin: float = 0.0,
     force: bool = False,
+    evaluate: Evaluator | None = None,
 ) -> PromotionResult:
-    """Move ``alias`` to ``version`` if it beats the current holder on the same test split (or ``force``)."""
+    """Move ``alias`` to ``version`` if it beats the current holder on the same test split (or ``force``).
+
+    ``evaluate(folder, dataset, metric)`` scores a version when the stored test metrics do not compare
+    (``miniml.evaluate.score_of``); without it such a comparison is refused.
+    """
     check_alias(alias)
     candidate = get_version(name, version)
     champion = _holder(name, alias)
@@ -204,7 +199,7 @@ def promote(
         _move(candidate, alias, champion.version)
         cand, champ = stored_score(candidate, metric), stored_score(champion, metric)
         return result(True, cand, champ, "forced (gate skipped)")
-    cand, champ, how = scores_on_same_split(candidate, champion, metric)
+    cand, champ, how = scores_on_same_split(candidate, champion, metric, evaluate)
     won = beats(cand, champ, margin, metric)
     if won:
         _move(candidate, alias, champion.version)

@@ -1,4 +1,4 @@
-"""The model registry: register model folders as MLflow model versions, resolve model URIs to folders.
+"""The model registry: register model folders as MLflow model versions, fetch versions as local folders.
 
 A version's source is the model folder uploaded as run artifacts (``model/``); its tags carry what
 ``miniml.json`` says (task, dataset fingerprint, metrics, base model, lineage, and the whole file as
@@ -22,19 +22,13 @@ from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from miniml import paths
-from miniml.errors import ModelError, RegistryError
+import miniml.paths as paths
+from miniml.errors import RegistryError
 from miniml.io import atomic_dir, atomic_write_json
 from miniml.modelfolder import INFO_FILE, ModelInfo, read_info
 from miniml.registry.backend import call, default_tracking_uri, error_code, get_client, mlflow_errors
 from miniml.registry.tracking import RunTracker, clean_key, tracking_uri_of
-from miniml.registry.uris import (
-    check_alias,
-    check_name,
-    is_model_uri,
-    parse_model_uri,
-    parse_version,
-)
+from miniml.registry.uris import ModelSource, check_alias, check_name, parse_model_uri, parse_version
 
 INFO_TAG = "miniml.info"
 SOURCE_MARKER = ".miniml-source.json"
@@ -71,16 +65,6 @@ class RegisteredModelSummary:
     metrics: Mapping[str, float]
     updated_at: datetime | None
     tags: Mapping[str, str] = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A local model folder and, when it came from the registry, which version it is."""
-
-    path: Path
-    name: str | None = None
-    version: int | None = None
-    alias: str | None = None
 
 
 def models_cache_dir() -> Path:
@@ -405,10 +389,11 @@ def delete_alias(name: str, alias: str) -> None:
 # ---------------------------------------------------------------- resolve
 
 
-def resolve_model(uri: str | Path) -> ResolvedModel:
-    """A local folder for ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/NAME`` or a path."""
-    if not is_model_uri(uri if isinstance(uri, str) else ""):
-        return ResolvedModel(path=_local_folder(Path(uri)))
+def local_copy(uri: str) -> ModelSource:
+    """The local folder of ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``models:/NAME`` (latest).
+
+    The registry half of :func:`miniml.runtime.resolve`, which is what callers use (it takes folders too).
+    """
     ref = parse_model_uri(str(uri))
     if ref.alias:
         mv = get_version(ref.name, ref.alias)
@@ -416,18 +401,7 @@ def resolve_model(uri: str | Path) -> ResolvedModel:
         mv = get_version(ref.name, ref.version)
     else:
         mv = latest_version(ref.name)
-    return ResolvedModel(path=download_version(mv), name=mv.name, version=mv.version, alias=ref.alias)
-
-
-def _local_folder(path: Path) -> Path:
-    folder = path.expanduser()
-    if not folder.exists():
-        raise ModelError(
-            f"no model folder or model URI {str(path)!r}",
-            hint="pass models:/NAME@ALIAS, models:/NAME/VERSION or a folder written by `miniml train`",
-        )
-    read_info(folder)
-    return folder.resolve()
+    return ModelSource(str(uri), download_version(mv), mv.name, mv.version, ref.alias)
 
 
 def download_version(mv: ModelVersion) -> Path:

@@ -1,5 +1,7 @@
 """Model URIs: ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/NAME`` or a local folder.
 
+``ModelSource`` is what one resolves to (:func:`miniml.runtime.resolve`).
+
 Hand-written rather than MLflow's ``parse_model_uri`` because that one also accepts stages and
 ``models:/m-<id>`` logged-model ids, which miniml does not use, and its errors are not one line.
 """
@@ -32,6 +34,17 @@ class ModelRef:
         if self.version is not None:
             return f"{SCHEME}{self.name}/{self.version}"
         return f"{SCHEME}{self.name}"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model URI points: the local folder and, for registry URIs, name, version and alias."""
+
+    uri: str
+    path: Path
+    name: str
+    version: int | None = None
+    alias: str | None = None
 
 
 def check_name(name: str) -> str:

@@ -7,7 +7,6 @@ submodule (``miniml.serve.settings``) does not pull in the web stack.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,15 +15,19 @@ if TYPE_CHECKING:
     from miniml.serve.settings import ServeSettings
 
 __all__ = ["ServeSettings", "create_app", "load_settings", "run"]
-_WHERE = {
-    "ServeSettings": "miniml.serve.settings",
-    "create_app": "miniml.serve.app",
-    "load_settings": "miniml.serve.server",
-    "run": "miniml.serve.server",
-}
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'miniml.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+    if name == "ServeSettings":
+        from miniml.serve import settings
+
+        return settings.ServeSettings
+    if name == "create_app":
+        from miniml.serve import app
+
+        return app.create_app
+    if name in ("load_settings", "run"):
+        from miniml.serve import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'miniml.serve' has no attribute {name!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from miniml import __version__
 from miniml.errors import MinimlError
+from miniml.runtime.loaded import LoadedModel
 from miniml.serve.errors import HTTPProblem, problem_body, problem_response
 from miniml.serve.generate import router as generate_router
 from miniml.serve.middleware import ObservabilityMiddleware
@@ -28,10 +27,10 @@ from miniml.serve.openai_compat import ChatRequest, CompletionRequest
 from miniml.serve.openai_compat import router as openai_router
 from miniml.serve.openapi import install_openapi
 from miniml.serve.routes import PredictFastPath, router
-from miniml.serve.runtime import LoadedModel
 from miniml.serve.settings import ServeSettings
 from miniml.serve.state import ServerState
-from miniml.serve.tasks import TaskHandler
+from miniml.tasks.base import ServingHooks
+from miniml.version import __version__
 
 DESCRIPTION = """\
 Serve miniml models. Authenticate with `Authorization: Bearer KEY` or `X-API-Key: KEY`.
@@ -105,7 +104,7 @@ class MinimlAPI(FastAPI):
 def create_app(
     settings: ServeSettings,
     *,
-    preloaded: list[tuple[LoadedModel, TaskHandler[Any, Any]]] | None = None,
+    preloaded: list[tuple[LoadedModel, ServingHooks]] | None = None,
 ) -> FastAPI:
     """The app serving ``settings.models`` (or the ``preloaded`` models) with every server feature."""
     state = ServerState(settings, preloaded=preloaded)

@@ -14,6 +14,10 @@ from functools import partial
 from typing import Any
 
 from miniml.errors import ConfigError
+from miniml.modelfolder import read_info
+from miniml.runtime.loaded import LoadedModel
+from miniml.runtime.resolve import resolve
+from miniml.serve.aliases import AliasFollower, inference_threads, load_served, pin_torch_threads
 from miniml.serve.batching import (
     Batcher,
     BatcherClosedError,
@@ -24,16 +28,9 @@ from miniml.serve.batching import (
 from miniml.serve.cache import Cache, build_cache
 from miniml.serve.errors import QueueFull, RequestTimeout, Unavailable
 from miniml.serve.metrics import ServeMetrics
-from miniml.serve.runtime import (
-    AliasFollower,
-    LoadedModel,
-    inference_threads,
-    load_model,
-    pin_torch_threads,
-    resolve,
-)
 from miniml.serve.settings import ServeSettings
-from miniml.serve.tasks import TaskHandler, handler_for
+from miniml.tasks.base import ServingHooks
+from miniml.tasks.registry import get_task
 
 log = logging.getLogger("miniml.serve")
 
@@ -44,7 +41,7 @@ class ServedModel:
     def __init__(
         self,
         model: LoadedModel,
-        handler: TaskHandler[Any, Any],
+        handler: ServingHooks,
         settings: ServeSettings,
         metrics: ServeMetrics,
         *,
@@ -153,7 +150,7 @@ class ServedModel:
             await self.cache.close()
 
 
-def load_models(settings: ServeSettings) -> list[tuple[LoadedModel, TaskHandler[Any, Any]]]:
+def load_models(settings: ServeSettings) -> list[tuple[LoadedModel, ServingHooks]]:
     """Resolve, load and warm up every configured model (blocking); fail early with a clear error."""
     if not settings.models:
         raise ConfigError("no model to serve", hint="pass a MODEL_URI or list `models:` in the serve config")
@@ -161,14 +158,12 @@ def load_models(settings: ServeSettings) -> list[tuple[LoadedModel, TaskHandler[
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"two model URIs resolve to the same name among {names}; serve each name once")
-    from miniml.modelfolder import read_info
-
     tasks = [read_info(s.path).task for s in sources]
-    handlers = [handler_for(t, settings.batching) for t in tasks]  # unsupported task: before loading
+    handlers = [get_task(t).handler(settings.batching) for t in tasks]  # unknown task: before loading
     threads = inference_threads(settings.batching.threads, sum(worker_count(settings, t) for t in tasks))
     return [
         (
-            load_model(
+            load_served(
                 s,
                 threads=threads,
                 device=settings.device,
@@ -182,8 +177,9 @@ def load_models(settings: ServeSettings) -> list[tuple[LoadedModel, TaskHandler[
 
 
 def worker_count(settings: ServeSettings, task: str) -> int:
-    """Batcher workers (and model replicas) for a model of ``task``: generators run one decoding loop."""
-    return settings.batching.workers if task == "classification" else 1
+    """Batcher workers (and model replicas) for a model of ``task``: the task decides (a generator runs
+    one decoding loop whatever ``batching.workers`` says)."""
+    return get_task(task).serve_workers(settings.batching.workers)
 
 
 class ModelSet:
@@ -201,7 +197,7 @@ class ModelSet:
     def get(self, name: str) -> ServedModel | None:
         return self.models.get(name)
 
-    async def start(self, loaded: list[tuple[LoadedModel, TaskHandler[Any, Any]]]) -> None:
+    async def start(self, loaded: list[tuple[LoadedModel, ServingHooks]]) -> None:
         """Start a batcher per model and a follower per aliased model (on the running loop)."""
         total = sum(worker_count(self.settings, m.task) for m, _ in loaded)
         threads = inference_threads(self.settings.batching.threads, total)
@@ -222,9 +218,9 @@ class ModelSet:
 
     async def stop(self) -> None:
         """Stop following aliases, drain every batcher, close caches."""
-        for task in self._followers:
-            task.cancel()
-        for task in self._followers:
+        for follower in self._followers:
+            follower.cancel()
+        for follower in self._followers:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await follower
         await asyncio.gather(*(served.close() for served in self.models.values()))

@@ -7,31 +7,16 @@ Body shape (all routes)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
+from miniml.errors import RequestError
 
-class HTTPProblem(Exception):
-    """An error answer: status, a stable machine-readable ``code``, a one-line message, extra details."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        **details: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-        self.details = details
+# An error answer: status, a stable machine-readable ``code``, a one-line message, extra details. Task hooks
+# raise the same class under its core name (they know nothing of HTTP).
+HTTPProblem = RequestError
 
 
 class QueueFull(HTTPProblem):

@@ -22,25 +22,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import StreamingResponse
 
 from miniml.errors import MinimlError
-from miniml.generation import GenerationResult, Generator
+from miniml.runtime.generation import GenerationResult, Generator
 from miniml.serve.errors import HTTPProblem
 from miniml.serve.generate import (
     JSON,
     SSE_HEADERS,
-    GenItem,
     PieceStream,
-    check_prompt,
     error_event,
     infer_until_disconnect,
-    prompt_cap,
     require_generative,
-    resolve_params,
     sse,
 )
 from miniml.serve.routes import read_body
 from miniml.serve.schemas import ERROR_RESPONSES
 from miniml.serve.state import ServerState, get_state
-from miniml.serve.tasks import check_sizes, invalid_request, normalize_text
+from miniml.tasks.generative_serving import GenItem, check_prompt, prompt_cap, resolve_params
+from miniml.tasks.serving import check_sizes, invalid_request, normalize_text
 
 router = APIRouter()
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}

@@ -26,11 +26,11 @@ from miniml.serve.schemas import (
     Health,
     ModelCard,
     ModelList,
-    PredictRequest,
     PredictResponse,
     Readiness,
 )
 from miniml.serve.state import ServerState, get_state
+from miniml.tasks.classification_serving import PredictRequest
 
 router = APIRouter()
 State = Annotated[ServerState, Depends(get_state)]

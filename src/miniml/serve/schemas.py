@@ -1,26 +1,13 @@
 """Request and response bodies of the HTTP API, with examples for the OpenAPI page at /docs.
 
-``PredictRequest`` also validates every predict body (one ``model_validate_json`` pass in pydantic-core);
-responses on the hot path are written with orjson directly in these shapes rather than built as models.
+Request bodies are the tasks' own (``PredictRequest``, ``GenerateRequest``: their serving hooks validate each
+body in one ``model_validate_json`` pass); responses on the hot path are written with orjson directly in
+these shapes rather than built as models.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-
-
-class PredictRequest(BaseModel):
-    """Texts to classify."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"inputs": ["Hej, hvordan har du det?", "Jag mår bra"], "top_k": 2}]},
-    )
-
-    inputs: list[str] = Field(min_length=1, description="texts to classify (limits.max_inputs at most)")
-    top_k: int = Field(
-        default=1, ge=1, le=1000, description="how many labels to return per input, best first"
-    )
 
 
 class LabelScore(BaseModel):

@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from prometheus_client import disable_created_metrics
 
-from miniml.config import deep_merge, env_overrides, parse_overrides, read_yaml, validate
+from miniml.config import load_config
 from miniml.serve.app import create_app
 from miniml.serve.auth import generate_key, hash_key
 from miniml.serve.engine import load_models
@@ -48,12 +48,6 @@ def load_settings(
 
     A relative ``auth.keys_file`` in the file is relative to the file's folder.
     """
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    keys_file = data.get("auth", {}).get("keys_file") if isinstance(data.get("auth"), dict) else None
-    if path is not None and keys_file and not Path(keys_file).is_absolute():
-        data["auth"]["keys_file"] = str(Path(path).resolve().parent / keys_file)
-    data = deep_merge(data, env_overrides(ServeSettings.env_section, environ))
-    data = deep_merge(data, parse_overrides(overrides))
     flags: dict[str, Any] = {"server": {}}
     if models:
         flags["models"] = list(models)
@@ -61,8 +55,18 @@ def load_settings(
         flags["server"]["host"] = host
     if port is not None:
         flags["server"]["port"] = port
-    data = deep_merge(data, flags)
-    return validate(ServeSettings, data, str(path) if path is not None else "serve settings")
+    where = str(path) if path is not None else "serve settings"
+    return load_config(
+        ServeSettings, path, overrides, environ=environ, flags=flags, adjust=_keys_file_beside, where=where
+    )
+
+
+def _keys_file_beside(data: dict[str, Any], folder: Path) -> None:
+    """A relative ``auth.keys_file`` in the config file is relative to the file's folder."""
+    auth = data.get("auth")
+    keys_file = auth.get("keys_file") if isinstance(auth, dict) else None
+    if keys_file and not Path(keys_file).is_absolute():
+        data["auth"]["keys_file"] = str(folder / keys_file)
 
 
 def with_demo_key(settings: ServeSettings) -> tuple[ServeSettings, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from miniml.runtime.loaded import LoadedModel
 from miniml.serve.auth import KeyStore, KeysWatcher, presented_key
 from miniml.serve.engine import ModelSet, ServedModel, load_models
 from miniml.serve.errors import HTTPProblem, Unavailable
@@ -18,9 +19,8 @@ from miniml.serve.logs import AccessLog
 from miniml.serve.metrics import ServeMetrics
 from miniml.serve.protocol import ConnectionStats
 from miniml.serve.ratelimit import RateLimited, RateLimiter
-from miniml.serve.runtime import LoadedModel
 from miniml.serve.settings import ApiKeyRecord, ServeSettings
-from miniml.serve.tasks import TaskHandler
+from miniml.tasks.base import ServingHooks
 
 log = logging.getLogger("miniml.serve")
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="miniml"'}
@@ -33,7 +33,7 @@ class ServerState:
         self,
         settings: ServeSettings,
         *,
-        preloaded: list[tuple[LoadedModel, TaskHandler[Any, Any]]] | None = None,
+        preloaded: list[tuple[LoadedModel, ServingHooks]] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = ServeMetrics()
@@ -72,8 +72,8 @@ class ServerState:
     async def stop(self) -> None:
         """Drain queued batches, stop followers, release connections."""
         self.status = "draining"
-        for task in self._tasks:
-            task.cancel()
+        for job in self._tasks:
+            job.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.models.stop()
         await self.limiter.close()

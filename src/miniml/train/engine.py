@@ -1,28 +1,25 @@
 """The one training engine: the ``transformers`` Trainer, set up from a TrainConfig for any task and model.
 
-From-scratch modules and pretrained encoders go through the same Trainer: both take the collated batch as
-keyword arguments and return ``{"loss", "logits"}``. The Trainer gives us gradient accumulation, LR schedules,
-mixed precision on GPU, evaluation, best-checkpoint selection, early stopping and resumable checkpoints.
+Every task hands it a :class:`~miniml.tasks.base.TrainingRecipe` (model, examples, collator, metric and loss
+hooks): from-scratch modules, pretrained encoders and generative models go through the same Trainer. It gives
+us gradient accumulation, LR schedules, mixed precision on GPU, evaluation, best-checkpoint selection, early
+stopping and resumable checkpoints.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from miniml.models.featurizer import Featurizer
-from miniml.tasks.base import Task
+from miniml.tasks.base import TrainConfig, TrainingRecipe
 from miniml.train.callbacks import CheckpointSeal, RichProgress
-from miniml.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 _NO_DECAY = ("bias", "norm", "layernorm", "layer_norm")
@@ -173,75 +170,32 @@ def build_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
-def label_ranks(labels: Sequence[str]) -> list[float]:
-    """Each label's place on its scale: its value when every label is a number, else its position."""
-    try:
-        return [float(label) for label in labels]
-    except ValueError:
-        return [float(i) for i in range(len(labels))]
-
-
-def ordinal_targets(labels: Sequence[str], alpha: float) -> torch.Tensor:
-    """Row i: the soft target for true label i, ``softmax_j(-alpha·(r_i - r_j)²)`` over label ranks ``r``.
-
-    SORD (Díaz & Marathe, "Soft Labels for Ordinal Regression", CVPR 2019): a 4-star review predicted as 5
-    is penalised less than one predicted as 1. The argmax of every row stays its own label.
-    """
-    ranks = torch.tensor(label_ranks(labels), dtype=torch.float32)
-    return torch.softmax(-alpha * (ranks[:, None] - ranks[None, :]) ** 2, dim=1)
-
-
-def soft_target_loss(targets: torch.Tensor) -> Callable[..., torch.Tensor]:
-    """A Trainer ``compute_loss_func``: cross-entropy against ``targets[label]`` rows."""
-
-    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        soft = targets.to(device=logits.device, dtype=logits.dtype)[labels]
-        return -(soft * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
-
-    return loss
-
-
-def _compute_metrics(task: Task, prediction: EvalPrediction) -> dict[str, float]:
-    logits = (
-        prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    )
-    return task.metrics(np.asarray(prediction.label_ids), np.asarray(logits))
-
-
 def make_trainer(
     config: TrainConfig,
-    task: Task,
-    featurizer: Featurizer,
-    module: nn.Module,
-    train_examples: Sequence[dict[str, Any]],
-    eval_examples: Sequence[dict[str, Any]],
+    recipe: TrainingRecipe,
     output_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
     *,
     checkpoints: bool = True,
 ) -> Trainer:
-    """A Trainer for ``module`` with dynamic-padding collation, early stopping and sealed checkpoints."""
+    """The one Trainer setup, for every task: the recipe's model, examples, collator, metric and loss hooks,
+    with dynamic padding, early stopping, sealed checkpoints and a progress bar."""
     args = training_arguments(config, output_dir, checkpoints=checkpoints)
     extra: list[TrainerCallback] = [
         CheckpointSeal(),
         RichProgress(config.batch_size * config.gradient_accumulation_steps),
     ]
-    if config.early_stopping_patience:
+    if config.early_stopping_patience and checkpoints:
         extra.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = MinimlTrainer(
-        model=module,
+        model=recipe.model,
         args=args,
-        data_collator=functools.partial(task.collate, featurizer, pad_to_max=config.pad_to_max),
-        train_dataset=ExampleDataset(train_examples),
-        eval_dataset=ExampleDataset(eval_examples),
-        compute_metrics=functools.partial(_compute_metrics, task),
-        compute_loss_func=(
-            soft_target_loss(ordinal_targets(getattr(task, "labels", []), config.ordinal_alpha))
-            if config.ordinal_alpha is not None
-            else None
-        ),
-        optimizers=(build_optimizer(module, config), None),
+        data_collator=recipe.collate,
+        train_dataset=ExampleDataset(recipe.train_examples),
+        eval_dataset=ExampleDataset(recipe.eval_examples),
+        compute_metrics=recipe.compute_metrics,
+        compute_loss_func=recipe.compute_loss,
+        optimizers=(build_optimizer(recipe.model, config), None),
         callbacks=[*extra, *callbacks],
     )
     trainer.remove_callback(

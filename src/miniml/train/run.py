@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from miniml.train.config import TrainConfig
+from miniml.tasks.base import TrainConfig
 from miniml.train.session import FitOutcome, TrainingSession
 
 
@@ -38,18 +38,9 @@ def flat_params(config: TrainConfig) -> dict[str, Any]:
     return out
 
 
-def make_session(config: TrainConfig, *, resume: bool = False) -> TrainingSession:
-    """The session for the config's task: classification, or seq2seq / causal_lm (generative)."""
-    if config.task == "classification":
-        return TrainingSession(config, resume=resume)
-    from miniml.train.generative import GenerativeSession
-
-    return GenerativeSession(config, resume=resume)
-
-
 def fit(config: TrainConfig, *, resume: bool = False) -> FitOutcome:
     """Train and write the model folder without tracking or registering (benchmarks, quick trials)."""
-    session = make_session(config, resume=resume)
+    session = TrainingSession(config, resume=resume)
     outcome = session.fit()
     session.finish()
     return outcome
@@ -60,7 +51,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     from miniml.registry.store import register_model
     from miniml.registry.tracking import RunTracker
 
-    session = make_session(config, resume=resume)
+    session = TrainingSession(config, resume=resume)
     if session.abandoned_run_id:
         _mark_killed(session.abandoned_run_id, config.tracking_uri)
     tracker_args = {"run_id": session.state.run_id, "tracking_uri": config.tracking_uri}
@@ -68,13 +59,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         if not resume:
             tracker.log_params(flat_params(config))
             tracker.log_dataset(session.dataset, context="training")
-            tracker.set_tags(
-                {
-                    "miniml.task": config.task,
-                    "miniml.model_kind": getattr(config.model, "kind", config.task),
-                    **config.tags,
-                }
-            )
+            tracker.set_tags({"miniml.task": config.task, **session.task.describe(config), **config.tags})
         outcome = session.fit(log_metrics=tracker.log_metrics, run_id=tracker.run_id)
         tracker.log_metrics({f"test_{k}": v for k, v in outcome.metrics.items()})
         tracker.log_artifact(outcome.model_folder, artifact_path="model")

@@ -1,43 +1,35 @@
-"""One training job from data to model folder: the part of ``train()`` that needs no tracking server.
+"""One training job from data to model folder, for every task: the part of ``train()`` without tracking.
 
-Reads top to bottom: open the data and check labels → find the run state (and checkpoint when resuming) →
-build featurizer and model → train with the shared engine → write the model folder, scoring the test split
-through the same predictor serving uses → write the evaluation report.
+Reads top to bottom: open the data and ask the task for its labels → find the run state (and checkpoint when
+resuming) → the task's recipe (model, examples, collator) → train with the shared engine → write the model
+folder, scoring the test split through the runtime serving uses → write the evaluation report.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from pydantic import BaseModel, Field
 from transformers import TrainerCallback, set_seed
 
-from miniml import __version__, paths
+import miniml.paths as paths
 from miniml.data.dataset import Dataset, fingerprint_of, open_dataset
-from miniml.errors import ConfigError, DataError, ModelError
-from miniml.evaluate.calibration import temperature_fit
-from miniml.evaluate.evaluate import predict_in_batches, score_split
-from miniml.evaluate.metrics import ClassificationMetrics
-from miniml.evaluate.report import write_report
-from miniml.inference import load_predictor
+from miniml.errors import ModelError
 from miniml.io import atomic_dir, atomic_write_json
-from miniml.modelfolder import ModelInfo, write_info
-from miniml.models.featurizer import Featurizer, load_featurizer
-from miniml.models.folder import architecture_of, save_model_folder
-from miniml.models.registry import get_builder
-from miniml.tasks.classification import ClassificationTask
-from miniml.train.augment import add_short_crops
+from miniml.modelfolder import write_info
+from miniml.runtime.device import set_threads
+from miniml.tasks.base import Evaluation, TrainConfig, TrainingContext, TrainingRecipe
+from miniml.tasks.registry import get_task, load_model
 from miniml.train.callbacks import MetricsForwarder
 from miniml.train.checkpoints import latest_checkpoint
-from miniml.train.config import TrainConfig
 from miniml.train.engine import make_trainer
+from miniml.version import __version__
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
@@ -64,7 +56,7 @@ class FitOutcome:
 
     model_folder: Path
     metrics: dict[str, float]
-    details: ClassificationMetrics | None  # None for generative tasks (their report holds the metrics)
+    evaluation: Evaluation  # the test split's scores (classifiers: ``.details`` has every figure)
     report_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
     train_metrics: dict[str, float] = field(default_factory=dict)
@@ -75,43 +67,22 @@ def config_fingerprint(config: TrainConfig) -> str:
 
 
 class TrainingSession:
-    """Prepares one run (data, labels, state, checkpoint) and runs it to a model folder."""
+    """Prepares one run (data, labels, state, checkpoint) and runs it to a model folder, for any task."""
 
     def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
         self.config = config
         self.resume = resume
+        self.task = get_task(config.task)
         self.dataset: Dataset = open_dataset(config.dataset)
         self.frames = {s: self.dataset.split(s) for s in ("train", "validation", "test")}
-        self.labels = self._labels()
-        self._check_metric()
+        self.labels = self.task.labels(config, self.frames)
+        self.task.check_config(config, self.labels)
         self.work_dir = paths.runs_dir() / config.model_name / config_fingerprint(config)
         self.checkpoint: Path | None = None
         self.abandoned_run_id: str | None = None
         self.state = self._load_state() if resume else self._new_state()
 
     # ---------------------------------------------------------------- preparation
-    def _labels(self) -> list[str]:
-        seen = sorted({str(t) for frame in self.frames.values() for t in frame["target"].tolist()})
-        if len(seen) < 2:
-            raise DataError(
-                f"dataset {self.dataset.name} has {len(seen)} label(s); classification needs 2 or more"
-            )
-        check = getattr(self.config.model, "check_labels", None)
-        return check(seen) if check else seen
-
-    def _check_metric(self) -> None:
-        """``metric_for_best`` must be a validation metric this task reports (checked before any training)."""
-        known = {"loss", "accuracy"} | {
-            f"{a}_{m}" for a in ("macro", "weighted") for m in ("precision", "recall", "f1")
-        }
-        known |= {f"{m}/{label}" for m in ("precision", "recall", "f1") for label in self.labels}
-        wanted = self.config.metric_for_best.removeprefix("eval_")
-        if wanted not in known:
-            raise ConfigError(
-                f"metric_for_best: {wanted!r} is not a validation metric of this task",
-                hint=f"use loss, accuracy, macro_f1, weighted_f1 or f1/<label> ({', '.join(self.labels)})",
-            )
-
     def _new_state(self) -> RunState:
         """A fresh run: an interrupted run of the same config is abandoned (its checkpoints removed)."""
         self.abandoned_run_id = self._interrupted_run_id()
@@ -162,17 +133,6 @@ class TrainingSession:
         atomic_write_json(self.work_dir / STATE_FILE, self.state.model_dump(mode="json"))
 
     # ---------------------------------------------------------------- training
-    def featurizer(self) -> Featurizer:
-        """Fit (or, when resuming, reload) the featurizer; it is kept in the run folder for resumes."""
-        folder = self.work_dir / "featurizer"
-        if self.resume and folder.is_dir():
-            return load_featurizer(folder, self.state.preprocessing)
-        featurizer = self.config.model.make_featurizer(self.train_frame()["input"].astype(str).tolist())
-        with atomic_dir(folder, replace=True) as tmp:
-            featurizer.save(tmp)
-        self.save_state(preprocessing=featurizer.preprocessing())
-        return featurizer
-
     def train_frame(self) -> pd.DataFrame:
         frame = self.frames["train"]
         limit = self.config.max_train_examples
@@ -180,11 +140,19 @@ class TrainingSession:
             frame = frame.sample(n=limit, random_state=self.config.seed)
         return frame
 
-    def augmented_train_frame(self) -> pd.DataFrame:
-        """The rows training sees: ``train_frame`` plus ``short_crops`` when configured."""
-        frame = self.train_frame()
-        crops = self.config.short_crops
-        return frame if crops is None else add_short_crops(frame, crops, self.config.seed)
+    def context(self) -> TrainingContext:
+        """What the task's recipe is built from."""
+        return TrainingContext(
+            config=self.config,
+            dataset=self.dataset,
+            frames=self.frames,
+            labels=self.labels,
+            work_dir=self.work_dir,
+            resume=self.resume,
+            preprocessing=dict(self.state.preprocessing),
+            remember=lambda preprocessing: self.save_state(preprocessing=preprocessing),
+            train_frame=self.train_frame(),
+        )
 
     def fit(
         self,
@@ -195,29 +163,19 @@ class TrainingSession:
     ) -> FitOutcome:
         """Train, then write and score the model folder; checkpoints go to the run folder."""
         config = self.config
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        set_threads(config.threads)
         set_seed(config.seed)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.save_state(run_id=run_id or self.state.run_id)
-        featurizer = self.featurizer()
-        task = ClassificationTask(self.labels)
-        module = get_builder(config.model.kind)(config.model, self.labels, featurizer)
+        recipe = self.task.recipe(self.context())
         extra = list(callbacks or []) + ([MetricsForwarder(log_metrics)] if log_metrics else [])
-        trainer = make_trainer(
-            config,
-            task,
-            featurizer,
-            module,
-            task.examples(self.augmented_train_frame(), featurizer),
-            task.examples(self.frames["validation"], featurizer),
-            self.work_dir,
-            extra,
-        )
-        result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
-        best = module.to("cpu").eval()  # holds the best checkpoint's weights (load_best_model_at_end)
+        trainer = make_trainer(config, recipe, self.work_dir, extra)
+        with recipe.train_context():
+            result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
+        best: Any = trainer.model  # holds the best checkpoint's weights (load_best_model_at_end)
+        recipe.model = best.to("cpu").eval()
         history = list(trainer.state.log_history)
-        folder, details = self._write_model_folder(best, featurizer, run_id)
+        folder, evaluation = self._write_model_folder(recipe, run_id)
         report_dir = self.work_dir / "report"
         context = {
             "model": config.model_name,
@@ -226,47 +184,26 @@ class TrainingSession:
             "run_id": run_id or "",
         }
         with atomic_dir(report_dir, replace=True) as tmp:
-            write_report(tmp, details, context, history)
-        return FitOutcome(folder, details.summary(), details, report_dir, history, dict(result.metrics))
+            evaluation.write(tmp, context, history)
+        return FitOutcome(folder, evaluation.metrics, evaluation, report_dir, history, dict(result.metrics))
 
-    def _write_model_folder(
-        self, module: torch.nn.Module, featurizer: Featurizer, run_id: str | None
-    ) -> tuple[Path, ClassificationMetrics]:
-        """Write the model folder atomically, scoring the test split through ``load_predictor`` on it."""
-        spec = self.config.model
-        info = ModelInfo(
-            name=self.config.model_name,
-            task="classification",
-            architecture=architecture_of(spec),
-            labels=self.labels,
-            preprocessing=featurizer.preprocessing(),
-            base_model=getattr(spec, "name_or_path", None),
-            dataset={"name": self.dataset.name, "fingerprint": self.dataset.fingerprint, "split": "test"},
-            lineage={"run_id": run_id, "config_fingerprint": self.state.config_fingerprint},
-            miniml_version=__version__,
-        )
+    def _write_model_folder(self, recipe: TrainingRecipe, run_id: str | None) -> tuple[Path, Evaluation]:
+        """Write the model folder atomically, scoring the test split through the runtime serving uses."""
+        common = {
+            "name": self.config.model_name,
+            "dataset": {"name": self.dataset.name, "fingerprint": self.dataset.fingerprint, "split": "test"},
+            "lineage": {"run_id": run_id, "config_fingerprint": self.state.config_fingerprint},
+            "miniml_version": __version__,
+        }
         final = self.work_dir / "model"
         with atomic_dir(final, replace=True) as tmp:
-            save_model_folder(tmp, module, featurizer, spec, info)
-            info = self._fit_temperature(tmp, info)
-            details = score_split(load_predictor(tmp), self.dataset, "test")
-            write_info(tmp, info.model_copy(update={"metrics": details.summary()}))
-        return final, details
-
-    def _fit_temperature(self, folder: Path, info: ModelInfo) -> ModelInfo:
-        """Temperature scaling on the validation split: recorded in lineage, applied if it lowers the ECE."""
-        frame = self.frames["validation"]
-        if not self.config.temperature_scaling or frame.empty:
-            return info
-        probs = predict_in_batches(load_predictor(folder), frame["input"].astype(str).tolist())
-        fit = temperature_fit(probs, ClassificationTask(self.labels).label_ids(frame["target"].tolist()))
-        log.info("temperature scaling on validation: %s", fit)
-        update: dict[str, Any] = {"lineage": {**info.lineage, "temperature_scaling": fit}}
-        if fit["kept"]:
-            update["logit_temperature"] = fit["temperature"]
-        info = info.model_copy(update=update)
-        write_info(folder, info)
-        return info
+            info = recipe.save(tmp, common)
+            loaded = load_model(tmp)
+            options = self.task.test_options(self.config)
+            options = replace(options, source=f"test split of {self.dataset.name}")
+            evaluation = self.task.evaluate(loaded, self.frames["test"], options)
+            write_info(tmp, info.model_copy(update={"metrics": evaluation.metrics}))
+        return final, evaluation
 
     def finish(self) -> None:
         """Mark the run finished and drop its checkpoints (the model folder is what remains)."""

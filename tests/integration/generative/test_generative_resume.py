@@ -19,7 +19,8 @@ import tiny_generative as tg
 from miniml import paths
 from miniml.data.dataset import write_dataset
 from miniml.registry.backend import default_tracking_uri
-from miniml.registry.store import get_version, resolve_model
+from miniml.registry.store import get_version
+from miniml.runtime import resolve
 from miniml.train.checkpoints import SEAL
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,5 +93,5 @@ def test_lora_run_resumes_after_sigkill(tmp_path: Path) -> None:
     client = MlflowClient(default_tracking_uri())
     assert client.get_run(state["run_id"]).info.status == "FINISHED"
     assert max(m.step for m in client.get_metric_history(state["run_id"], "loss")) >= 55
-    folder = Path(resolve_model("models:/digits-lora/1").path)
+    folder = Path(resolve("models:/digits-lora/1").path)
     assert (folder / "adapter" / "adapter_model.safetensors").is_file()

@@ -13,10 +13,11 @@ from mlflow.tracking import MlflowClient
 import tiny_generative as tg
 from miniml.cli import main
 from miniml.data.dataset import Dataset, write_dataset
-from miniml.generation import Generator
 from miniml.modelfolder import read_info
 from miniml.registry.backend import default_tracking_uri
-from miniml.registry.store import get_version, list_models, resolve_model
+from miniml.registry.store import get_version, list_models
+from miniml.runtime import resolve
+from miniml.tasks import load_generator
 from miniml.train.config import load_train_config
 from miniml.train.run import fit
 
@@ -95,7 +96,7 @@ def test_seq2seq_train_evaluate_predict_through_the_cli(
     )
     assert code == 0, err
     lines = [json.loads(line) for line in target.read_text().splitlines()]
-    generator = Generator.load(resolve_model("models:/digits/1").path)
+    generator = load_generator(resolve("models:/digits/1").path)
     assert [line["id"] for line in lines] == list(range(5))
     assert [line["generated_text"] for line in lines] == generator.generate(texts)
 
@@ -127,7 +128,7 @@ def test_lora_adapter_only_folder_from_the_trainer(tmp_path: Path, digits: Datas
         folder / "model.safetensors"
     ).exists()
     assert read_info(folder).lineage["lora"]["merged"] is False
-    assert Generator.load(folder).generate(["digits: one two three"])  # base + adapter load back
+    assert load_generator(folder).generate(["digits: one two three"])  # base + adapter load back
 
 
 @pytest.mark.usefixtures("mlflow_store")

@@ -12,8 +12,8 @@ from train_support import make_toy, toy_frame, write_config
 from miniml.cli import main
 from miniml.data.dataset import Dataset, write_dataset
 from miniml.registry.store import list_models
+from miniml.tasks.classification import ClassificationConfig
 from miniml.train.checkpoints import SEAL, seal_checkpoint
-from miniml.train.config import TrainConfig
 from miniml.train.session import STATE_FILE, RunState, config_fingerprint
 
 HASHING = {"kind": "hashing_bag", "buckets": 1024, "dim": 8}
@@ -90,7 +90,7 @@ def test_resume_without_run_or_checkpoint(tmp_path: Path, toy_dataset: Dataset, 
     from miniml import paths
     from miniml.config import load_config
 
-    config = load_config(TrainConfig, cfg)
+    config = load_config(ClassificationConfig, cfg)
     run_dir = paths.runs_dir() / "toy" / config_fingerprint(config)
     run_dir.mkdir(parents=True)
     state = RunState(

@@ -66,7 +66,7 @@ def test_train_evaluate_predict(
     assert [r["id"] for r in rows] == list(range(len(frame)))
     accuracy = sum(r["label"] == t for r, t in zip(rows, frame["target"], strict=True)) / len(frame)
     assert accuracy == pytest.approx(metrics["accuracy"])  # predict agrees with evaluate
-    assert all(set(r["scores"]) == {"da", "nn", "sv"} for r in rows)
+    assert all({x["label"] for x in r["top_k"]} == {"da", "nn", "sv"} for r in rows)
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "hej"}) + "\n" + json.dumps({"body": "no text"}) + "\n")
@@ -84,11 +84,11 @@ def test_fresh_run_ends_the_interrupted_one(
     from miniml import paths
     from miniml.config import load_config
     from miniml.registry.tracking import RunTracker
-    from miniml.train import TrainConfig
+    from miniml.tasks.classification import ClassificationConfig
     from miniml.train.session import STATE_FILE, RunState, config_fingerprint
 
     cfg = write_config(tmp_path / "train.yaml", toy_dataset, HASHING, max_steps=5, register_model=False)
-    config = load_config(TrainConfig, cfg)
+    config = load_config(ClassificationConfig, cfg)
     stale = RunTracker("toy").start()  # left RUNNING, as by a SIGKILL
     run_dir = paths.runs_dir() / "toy" / config_fingerprint(config)
     run_dir.mkdir(parents=True)

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 from miniml.data.dataset import Dataset
-from miniml.evaluate.calibration import with_temperature
-from miniml.evaluate.evaluate import predict_in_batches
-from miniml.inference import load_predictor
+from miniml.metrics.calibration import with_temperature
 from miniml.modelfolder import read_info, write_info
-from miniml.train import TrainConfig, fit
+from miniml.runtime.predictor import predict_in_batches
+from miniml.tasks import load_predictor
+from miniml.tasks.classification import ClassificationConfig
+from miniml.train import fit
 
 
-def config(dataset: Dataset, model: dict, **kw) -> TrainConfig:
+def config(dataset: Dataset, model: dict, **kw) -> ClassificationConfig:
     base = {
         "model_name": "toy",
         "dataset": str(dataset.path),
@@ -29,7 +30,7 @@ def config(dataset: Dataset, model: dict, **kw) -> TrainConfig:
         "early_stopping_patience": None,
         "threads": 1,
     }
-    return TrainConfig(**{**base, **kw})
+    return ClassificationConfig(**{**base, **kw})
 
 
 def losses(history: list[dict]) -> list[float]:

@@ -5,11 +5,11 @@ import torch
 
 from miniml.errors import DataError
 from miniml.evaluate.predict import predict_file
-from miniml.inference import load_predictor
 from miniml.modelfolder import ModelInfo
 from miniml.models import HashingBagSpec
 from miniml.models.folder import save_model_folder
 from miniml.models.registry import get_builder
+from miniml.tasks import load_predictor
 
 
 @pytest.fixture
@@ -42,7 +42,8 @@ def test_streams_in_order_with_ids_and_top_k(model, tmp_path) -> None:
     probs = load_predictor(model).predict_proba(texts)
     for row, p in zip(rows, probs, strict=True):
         assert row["label"] == "abc"[p.argmax()] and row["score"] == pytest.approx(p.max(), abs=1e-6)
-        assert len(row["scores"]) == 2 and "other" not in row
+        assert [x["label"] for x in row["top_k"]] == ["abc"[j] for j in (-p).argsort()[:2]]
+        assert row["top_k"][0]["score"] == row["score"] and "other" not in row
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,10 @@ import torch
 
 import tiny_generative as tg
 from miniml.errors import ConfigError
-from miniml.generation import GenerationParams, Generator
 from miniml.modelfolder import read_info, write_info
 from miniml.models.adapters import LoraSettings, apply_lora, linear_module_names
-from miniml.tasks import causal_lm
-from miniml.tasks.generative import prepare_for_training
+from miniml.runtime.generation import GenerationParams
+from miniml.tasks import causal_lm, get_task, load_generator
 from tiny_generative import one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,13 +21,13 @@ def test_unknown_target_modules_are_refused_with_the_available_names() -> None:
     loaded = causal_lm.load_for_training(tg.settings_for("gpt2", tg.model_path("gpt2")))
     assert "c_attn" in linear_module_names(loaded.model)
     with pytest.raises(ConfigError, match=r"q_proj do not exist in GPT2LMHeadModel.*c_attn"):
-        apply_lora(loaded.model, LoraSettings(target_modules=["q_proj", "c_attn"]), "causal_lm")
+        apply_lora(loaded.model, LoraSettings(target_modules=["q_proj", "c_attn"]), "CAUSAL_LM")
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "t5"])
 def test_adapter_only_and_merged_folders_generate_identically(kind: str) -> None:
-    merged = Generator.load(tg.trained_folder(kind, lora=True, merge=True))
-    adapter = Generator.load(tg.trained_folder(kind, lora=True, merge=False))
+    merged = load_generator(tg.trained_folder(kind, lora=True, merge=True))
+    adapter = load_generator(tg.trained_folder(kind, lora=True, merge=False))
     assert type(adapter.model).__name__.startswith("PeftModel")
     assert not type(merged.model).__name__.startswith("Peft")
     params = GenerationParams(max_new_tokens=6)
@@ -55,7 +54,7 @@ def test_lora_training_lowers_the_loss_and_leaves_base_weights_alone() -> None:
     settings = tg.settings_for("gpt2", tg.model_path("gpt2"), lora={"r": 8, "target_modules": ["c_attn"]})
     loaded = causal_lm.load_for_training(settings)
     before = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
-    prepare_for_training(loaded, settings, "causal_lm")
+    get_task("causal_lm").prepare_for_training(loaded, settings)
     losses = tg.train_steps(loaded, causal_lm.make_format(settings, loaded.tokenizer), steps=40, lr=3e-2)
     assert losses[-1] < losses[0] - 0.2  # a rank-8 update on a random base learns slowly, but it learns
     after = {
@@ -69,16 +68,16 @@ def test_an_adapter_folder_can_be_merged_into_a_full_precision_base(tmp_path) ->
     # The path quantized (QLoRA) training takes: merge into an unquantized copy of the base, never into int8.
     import shutil
 
-    from miniml.generation import parse_format
-    from miniml.tasks.generative import merge_into_full_precision
+    from miniml.tasks import load_generator
 
     source = tg.trained_folder("gpt2", lora=True, merge=False)
     folder = tmp_path / "model"
     shutil.copytree(source, folder)
-    merge_into_full_precision(folder, parse_format(read_info(folder).preprocessing))
-    write_info(folder, read_info(folder))  # as write_generative_folder does: miniml.json (manifest) last
+    task = get_task("causal_lm")
+    task.merge_into_full_precision(folder, task.prompt_format(read_info(folder)))
+    write_info(folder, read_info(folder))  # as the task's write_folder does: miniml.json (manifest) last
     assert (folder / "model.safetensors").is_file()
-    merged = Generator.load(folder)
+    merged = load_generator(folder)
     assert not type(merged.model).__name__.startswith("Peft")
     params = GenerationParams(max_new_tokens=6)
-    assert merged.generate(PROMPTS, params) == Generator.load(source).generate(PROMPTS, params)
+    assert merged.generate(PROMPTS, params) == load_generator(source).generate(PROMPTS, params)

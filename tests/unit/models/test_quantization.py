@@ -38,8 +38,7 @@ def test_quantization_without_lora_is_a_config_error() -> None:
 
 def test_quantized_lora_training_on_cpu_trains_in_full_precision(caplog: pytest.LogCaptureFixture) -> None:
     import tiny_generative as tg
-    from miniml.tasks import causal_lm
-    from miniml.tasks.generative import prepare_for_training
+    from miniml.tasks import causal_lm, get_task
 
     _say_no_gpu.cache_clear()
     settings = tg.settings_for(
@@ -47,7 +46,7 @@ def test_quantized_lora_training_on_cpu_trains_in_full_precision(caplog: pytest.
     )
     with caplog.at_level(logging.WARNING, logger="miniml.models.quantization"):
         loaded = causal_lm.load_for_training(settings)
-    prepare_for_training(loaded, settings, "causal_lm")
+    get_task("causal_lm").prepare_for_training(loaded, settings)
     assert "4bit loading needs a CUDA GPU" in caplog.text
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
     assert tg.train_steps(loaded, causal_lm.make_format(settings, loaded.tokenizer), steps=3)[-1] > 0

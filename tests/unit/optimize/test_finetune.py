@@ -11,15 +11,15 @@ from optimize_support import LABELS, make_hashing_bag
 from test_onnx_export import TEXTS, optimize_folder
 
 from miniml.data.dataset import Dataset
-from miniml.inference import load_predictor
 from miniml.modelfolder import read_info
-from miniml.models.folder import LoadedModel, load_model_folder
+from miniml.models.folder import ClassifierFolder, load_model_folder
 from miniml.optimize.config import FinetuneSettings
 from miniml.optimize.finetune import finetune
 from miniml.optimize.prune import sparsity, unstructured_masks
+from miniml.tasks import load_predictor
 
 
-def accuracy(loaded: LoadedModel, dataset: Dataset) -> float:
+def accuracy(loaded: ClassifierFolder, dataset: Dataset) -> float:
     test = dataset.split("test")
     loaded.module.eval()
     with torch.inference_mode():

@@ -10,13 +10,14 @@ from optimize_support import texts_for
 
 from miniml.data.dataset import Dataset
 from miniml.errors import ModelError
-from miniml.inference import load_predictor
-from miniml.modelfolder import read_info
+from miniml.modelfolder import ModelInfo, read_info
+from miniml.optimize.classifier import build, eval_data
 from miniml.optimize.config import OptimizeConfig
 from miniml.optimize.onnx_export import check_exportable, exportable_architectures
-from miniml.optimize.onnx_runtime import OnnxPredictor
-from miniml.optimize.run import build, eval_data
-from miniml.registry.store import resolve_model
+from miniml.optimize.run import check_support
+from miniml.runtime import resolve
+from miniml.runtime.onnx_predictor import OnnxPredictor
+from miniml.tasks import get_task, load_predictor
 
 TEXTS = [*texts_for("pos", 5, 1), *texts_for("neg", 5, 2), "", "a " * 200]
 
@@ -24,7 +25,7 @@ TEXTS = [*texts_for("pos", 5, 1), *texts_for("neg", 5, 2), "", "a " * 200]
 def optimize_folder(folder: Path, tmp_path: Path, **flags: object) -> Path:
     cfg = OptimizeConfig.model_validate({**flags, "output": str(tmp_path / "out"), "dry_run": True})
     info = read_info(folder)
-    out, _ = build(str(folder), resolve_model(folder), info, cfg, eval_data(info, cfg))
+    out, _ = build(str(folder), resolve(folder), info, cfg, eval_data(info, cfg))
     return out
 
 
@@ -58,15 +59,16 @@ def test_bert_graph_is_fused(bert_folder: Path, tmp_path: Path) -> None:
 
 def test_unsupported_task_and_architecture() -> None:
     assert {"hf", "hashing_bag"} <= set(exportable_architectures())
-    with pytest.raises(ModelError, match="classification"):
-        check_exportable("hf", "seq2seq")
+    info = ModelInfo(name="gen", task="seq2seq", architecture="hf")
+    with pytest.raises(ModelError, match="ONNX export supports classification models; this is a seq2seq"):
+        check_support(info, get_task("seq2seq").optimize, OptimizeConfig(onnx=True))
     with pytest.raises(ModelError, match="cannot handle architecture 'mystery'"):
-        check_exportable("mystery", "classification")
+        check_exportable("mystery")
 
 
 def test_parity_failure_writes_nothing(bag_folder: Path, tmp_path: Path, dataset: Dataset) -> None:
     cfg = OptimizeConfig(onnx=True, parity_tolerance=1e-12, output=tmp_path / "out", dry_run=True)
     info = read_info(bag_folder)
     with pytest.raises(ModelError, match="parity_tolerance"):
-        build(str(bag_folder), resolve_model(bag_folder), info, cfg, eval_data(info, cfg))
+        build(str(bag_folder), resolve(bag_folder), info, cfg, eval_data(info, cfg))
     assert not (tmp_path / "out").exists()

@@ -46,7 +46,7 @@ def test_example_configs_load() -> None:
 
 
 def test_finetune_needs_prune_and_has_a_flag() -> None:
-    from miniml.optimize.cli import flag_overrides
+    from miniml.optimize.config import flag_overrides
 
     with pytest.raises(ConfigError, match="add prune"):
         load_config(OptimizeConfig, None, ["int8=true", "finetune.steps=10"])

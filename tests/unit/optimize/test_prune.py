@@ -8,10 +8,10 @@ import pytest
 from test_onnx_export import TEXTS, optimize_folder
 
 from miniml.errors import ModelError
-from miniml.inference import load_predictor
 from miniml.modelfolder import read_info
 from miniml.models.folder import load_model_folder
 from miniml.optimize.prune import prune_global_unstructured, prune_heads, sparsity
+from miniml.tasks import load_predictor
 
 
 @pytest.mark.parametrize("amount", [0.3, 0.7])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_onnx_export import TEXTS, optimize_folder
 
-from miniml.inference import load_predictor
 from miniml.modelfolder import read_info
 from miniml.optimize.measure import model_size_bytes
+from miniml.tasks import load_predictor
 
 
 @pytest.mark.parametrize(("model", "smaller"), [("bert_folder", 1.5), ("bag_folder", 3.0)])

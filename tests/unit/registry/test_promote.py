@@ -10,7 +10,6 @@ import pytest
 from miniml.errors import ConfigError, RegistryError
 from miniml.registry import store
 from miniml.registry.promote import (
-    _metric_of,
     beats,
     gate_config,
     lower_is_better,
@@ -123,12 +122,19 @@ def test_gate_settings_precedence(model_folder: MakeFolder) -> None:
         set_gate("gate", margin=-0.5)
 
 
-def test_metric_found_in_evaluation_results() -> None:
-    class Report:
-        def __init__(self) -> None:
-            self.metrics = {"macro_f1": 0.5}
+def test_another_split_is_scored_by_the_evaluation_function(model_folder: MakeFolder) -> None:
+    v1 = register(model_folder, metrics={"macro_f1": 0.9}, dataset={"name": "toy", "fingerprint": "fp-a"})
+    v2 = register(model_folder, metrics={"macro_f1": 0.7}, dataset={"name": "toy", "fingerprint": "fp-b"})
+    promote("gate", v1)
+    with pytest.raises(RegistryError, match="no evaluation function"):
+        promote("gate", v2)
+    asked: list[tuple[str, str]] = []
 
-    assert _metric_of({"macro_f1": 0.9}, "macro_f1") == 0.9
-    assert _metric_of({"metrics": {"macro_f1": 0.8}}, "macro_f1") == 0.8
-    assert _metric_of(Report(), "macro_f1") == 0.5
-    assert _metric_of({"accuracy": 0.8}, "macro_f1") is None
+    def evaluate(folder: Path, dataset: str, metric: str) -> float | None:
+        asked.append((dataset, metric))
+        return 0.6  # the champion scores lower on the candidate's split
+
+    result = promote("gate", v2, evaluate=evaluate)
+    assert asked == [("toy/fp-b", "macro_f1")]  # the candidate's stored score needs no evaluation
+    assert result.promoted and (result.candidate_score, result.champion_score) == (0.7, 0.6)
+    assert champion_version() == v2

@@ -33,7 +33,7 @@ def test_a_copied_home_writes_only_into_itself(
     assert Path(urlparse(second.source).path).is_relative_to(copy)
     old = store.get_version("langid", 1)
     assert Path(urlparse(old.source).path).is_relative_to(copy)  # earlier versions follow too
-    resolved = store.resolve_model("models:/langid/1")
+    resolved = store.local_copy("models:/langid/1")
     assert resolved.path.is_relative_to(copy) and (resolved.path / "model.safetensors").is_file()
     assert recorded_home(copy / "mlflow" / "mlflow.db") == copy.resolve()
     assert snapshot(miniml_home) == before  # nothing written into the original home

@@ -14,6 +14,8 @@ from miniml.errors import ModelError, RegistryError
 from miniml.registry import store
 from miniml.registry.backend import get_client
 from miniml.registry.tracking import RunTracker
+from miniml.registry.uris import ModelSource
+from miniml.runtime import resolve
 
 MakeFolder = Callable[..., Path]
 
@@ -118,37 +120,34 @@ def test_list_models_summarises_latest_version(model_folder: MakeFolder) -> None
 def test_resolve_downloads_once_and_reuses_the_cache(miniml_home: Path, model_folder: MakeFolder) -> None:
     mv = store.register_model("cached", model_folder("cached"))
     store.set_alias("cached", 1, "champion")
-    first = store.resolve_model("models:/cached@champion")
-    assert first == store.ResolvedModel(miniml_home / "models" / "cached" / "1", "cached", 1, "champion")
+    first = store.local_copy("models:/cached@champion")
+    assert first == ModelSource(
+        "models:/cached@champion", miniml_home / "models" / "cached" / "1", "cached", 1, "champion"
+    )
     assert json.loads((first.path / "miniml.json").read_text())["name"] == "cached"
     stamp = (first.path / "model.safetensors").stat().st_mtime_ns
     shutil.rmtree(source_dir(mv))  # the registry copy is gone: only the cache can answer now
-    again = store.resolve_model("models:/cached/1")
+    again = store.local_copy("models:/cached/1")
     assert again.path == first.path and again.alias is None
     assert (again.path / "model.safetensors").stat().st_mtime_ns == stamp
-    assert store.resolve_model("models:/cached").version == 1
+    assert store.local_copy("models:/cached").version == 1
     assert not [p for p in first.path.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
 
 
 def test_resolve_refetches_a_cache_from_another_store(model_folder: MakeFolder) -> None:
     mv = store.register_model("swap", model_folder("swap"))
-    path = store.resolve_model("models:/swap/1").path
+    path = store.local_copy("models:/swap/1").path
     marker = path / store.SOURCE_MARKER
     marker.write_text(json.dumps({"source": "file:///elsewhere"}))
-    assert store.resolve_model("models:/swap/1").path == path
+    assert store.local_copy("models:/swap/1").path == path
     assert json.loads(marker.read_text())["source"] == mv.source
 
 
-def test_resolve_local_folder_and_errors(model_folder: MakeFolder, tmp_path: Path) -> None:
-    folder = model_folder("local")
-    assert store.resolve_model(folder) == store.ResolvedModel(folder.resolve())
-    assert store.resolve_model(str(folder)).path == folder.resolve()
-    with pytest.raises(ModelError, match="no model folder or model URI"):
-        store.resolve_model(tmp_path / "missing")
-    with pytest.raises(ModelError, match="not a miniml model folder"):
-        store.resolve_model(tmp_path)
+def test_registry_uris_resolve_through_the_registry(model_folder: MakeFolder) -> None:
+    store.register_model("remote", model_folder("remote"))
+    assert resolve("models:/remote/1") == store.local_copy("models:/remote/1")
     with pytest.raises(RegistryError, match="no registered model 'absent'"):
-        store.resolve_model("models:/absent@champion")
+        resolve("models:/absent@champion")
 
 
 def test_register_follows_the_store_of_its_run(model_folder: MakeFolder, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from miniml.serve.cache import MemoryCache, RedisCache, build_cache
 from miniml.serve.settings import CacheSettings
-from miniml.serve.tasks import Float32Codec
+from miniml.tasks.serving import Float32Codec
 from serve_support import redis_server
 
 pytestmark = pytest.mark.anyio

@@ -51,7 +51,7 @@ def test_serve_refuses_a_missing_model_and_a_taken_port(tmp_path: Path) -> None:
 
     missing = serve_cli(str(tmp_path / "nope"), "--port", str(free_port()))
     assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines()[-1].startswith("error: model ")
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: no model folder or model URI")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

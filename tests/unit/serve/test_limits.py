@@ -9,12 +9,14 @@ import orjson
 import pytest
 from starlette.requests import Request
 
+from miniml.errors import RequestError
 from miniml.modelfolder import ModelInfo
+from miniml.runtime.loaded import LoadedModel
 from miniml.serve.errors import HTTPProblem
 from miniml.serve.routes import read_body
-from miniml.serve.runtime import LoadedModel
 from miniml.serve.settings import RequestLimits
-from miniml.serve.tasks import ClassificationHandler, normalize_text
+from miniml.tasks.classification_serving import ClassificationHandler
+from miniml.tasks.serving import normalize_text
 
 LIMITS = RequestLimits(max_body_bytes=100, max_inputs=3, max_chars=10)
 handler = ClassificationHandler()
@@ -128,11 +130,9 @@ class NaNPredictor:
 
 
 def test_non_finite_scores_fail_the_batch_instead_of_answering_null() -> None:
-    from miniml.serve.tasks import NonFiniteOutput
-
     info = ModelInfo(name="m", task="classification", architecture="test", labels=["da", "sv", "nb"])
     model = LoadedModel("m", "/m", 3, None, None, info, predictor=NaNPredictor())  # type: ignore[arg-type]
-    with pytest.raises(NonFiniteOutput) as err:
+    with pytest.raises(RequestError) as err:
         handler.predict(model, ["a", "b"])
     assert err.value.status == 500 and err.value.code == "non_finite_output"
     assert len(handler.predict(model, ["a"])) == 1  # the batcher reruns each request: the good ones pass

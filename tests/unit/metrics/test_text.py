@@ -1,19 +1,13 @@
-"""Generative metrics against hand-computed values, references, perplexity and the evaluation report."""
+"""Text metrics against hand-computed values, and the references a split provides."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-import tiny_generative as tg
+import miniml.metrics.text as gm
 from miniml.errors import ConfigError, DataError
-from miniml.evaluate import generative as gm
-from miniml.generation import Generator
-from tiny_generative import one_torch_thread  # noqa: F401
 
 
 def test_normalising_ignores_case_spacing_around_punctuation_and_width() -> None:
@@ -66,38 +60,3 @@ def test_references_include_extra_reference_columns() -> None:
         }
     )
     assert gm.references_of(frame) == [["s1", "s2", "s3"], ["t1"]]
-
-
-@pytest.mark.usefixtures("one_torch_thread")
-def test_perplexity_is_exp_of_the_mean_target_token_loss() -> None:
-    generator = Generator.load(tg.trained_folder("gpt2"))
-    inputs, targets = [p[0] for p in tg.PAIRS[:3]], [p[1] for p in tg.PAIRS[:3]]
-    from miniml.tasks.generative import data_collator, encode_examples
-
-    batch = data_collator(generator.tokenizer)(
-        encode_examples(generator.format, generator.tokenizer, inputs, targets)
-    )
-    with torch.inference_mode():
-        loss = generator.model(**batch).loss  # transformers' mean over target tokens
-    assert gm.perplexity(generator, inputs, targets, batch_size=2) == pytest.approx(
-        math.exp(float(loss)), rel=1e-4
-    )
-
-
-@pytest.mark.usefixtures("one_torch_thread")
-@pytest.mark.parametrize("kind", ["t5", "gpt2"])
-def test_evaluation_report_has_task_metrics_and_samples(kind: str) -> None:
-    generator = Generator.load(tg.trained_folder(kind))
-    frame = pd.DataFrame({"input": [p[0] for p in tg.PAIRS[:6]], "target": [p[1] for p in tg.PAIRS[:6]]})
-    report = gm.evaluate_generative(generator, frame, batch_size=4, samples=3)
-    expected = {
-        "exact_match",
-        "token_f1",
-        *(("rouge1", "rouge2", "rougeL") if kind == "t5" else ("perplexity",)),
-    }
-    assert set(report.metrics) == expected
-    assert report.count == 6 and len(report.samples) == 3
-    predictions = gm.generate_all(generator, list(frame["input"]), batch_size=4)
-    assert report.metrics["exact_match"] == gm.exact_match(predictions, [[t] for t in frame["target"]])
-    assert report.metrics["exact_match"] > 0
-    assert "## Sample predictions" in report.to_markdown() and report.to_dict()["count"] == 6

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 import tiny_generative as tg
 from miniml.errors import MinimlError, ModelError
-from miniml.generation import GenerationParams, Generator, PromptTooLongError, cut_at_stop, held_back
 from miniml.modelfolder import ModelInfo, write_info
+from miniml.runtime.generation import GenerationParams, Generator, PromptTooLongError, cut_at_stop, held_back
+from miniml.tasks import load_generator
 from tiny_generative import one_torch_thread  # noqa: F401
 
 PROMPTS = [p[0] for p in tg.PAIRS[:4]]
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module", params=["t5", "gpt2"])
 def generator(request: pytest.FixtureRequest) -> Generator:
     with tg.one_thread():
-        return Generator.load(tg.trained_folder(request.param))
+        return load_generator(tg.trained_folder(request.param))
 
 
 def test_cut_at_stop_uses_the_earliest_stop() -> None:
@@ -126,26 +127,25 @@ def test_prompt_over_the_cap_is_refused_or_truncated(generator: Generator) -> No
 def test_classification_folder_is_not_a_generator(tmp_path) -> None:  # type: ignore[no-untyped-def]
     write_info(tmp_path, ModelInfo(name="clf", task="classification", architecture="hf", labels=["a", "b"]))
     with pytest.raises(ModelError, match="classification model and cannot generate"):
-        Generator.load(tmp_path)
+        load_generator(tmp_path)
 
 
 def test_chat_uses_the_template_or_the_last_user_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from miniml.tasks import causal_lm
-    from miniml.tasks.generative import write_model_folder
 
     base = tg.build("gpt2", tmp_path / "chat-base", chat_template=tg.SIMPLE_CHAT_TEMPLATE)
     settings = tg.settings_for("gpt2", base)
     loaded = causal_lm.load_for_training(settings)
     fmt = causal_lm.make_format(settings, loaded.tokenizer)
-    write_model_folder(tmp_path / "chat", loaded, fmt, settings, name="chat", base_model=str(base))
-    generator = Generator.load(tmp_path / "chat")
+    causal_lm.CausalLMTask().write_folder(tmp_path / "chat", loaded, fmt, settings, {"name": "chat"})
+    generator = load_generator(tmp_path / "chat")
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "one two"}]
     text = "<s>system: be brief</s><s>user: one two</s><s>assistant: "
     assert (
         generator.chat_prompt_ids(messages)
         == generator.tokenizer(text, add_special_tokens=False)["input_ids"]
     )
-    plain = Generator.load(tg.trained_folder("gpt2"))
+    plain = load_generator(tg.trained_folder("gpt2"))
     assert plain.chat_prompt_ids(messages) == plain.encode_prompt("one two")
     with pytest.raises(MinimlError, match="at least one user message"):
         plain.chat_prompt_ids([{"role": "system", "content": "x"}])

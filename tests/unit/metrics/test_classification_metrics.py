@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from miniml.evaluate.metrics import classification_metrics
+from miniml.metrics.classification import classification_metrics
 
 
 def test_against_hand_computed() -> None:

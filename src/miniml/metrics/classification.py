@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from miniml.evaluate.calibration import expected_calibration_error
+from miniml.metrics.calibration import expected_calibration_error
 
 # (name, fewest words, most words): short inputs are where text classifiers fail first
 LENGTH_BUCKETS: tuple[tuple[str, int, int | None], ...] = (

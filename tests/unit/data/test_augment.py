@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from miniml.train.augment import ShortCrops, add_short_crops
+from miniml.data.augment import ShortCrops, add_short_crops
 from miniml.train.config import load_train_config
 
 

@@ -1,4 +1,4 @@
-"""Run an ONNX model folder through onnxruntime with the folder's own featurizer: the ``onnx`` runtime.
+"""The ``onnx`` runtime of classifiers: a model folder's graph through onnxruntime, with its own featurizer.
 
 Same preprocessing code as the torch path (``load_featurizer`` on the folder's ``miniml.json``), same output:
 (B, C) float32 probabilities in ``info.labels`` order. Threads are set explicitly on the session
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from miniml.errors import ModelError
-from miniml.modelfolder import ModelInfo, read_info, verify_folder
+from miniml.modelfolder import ModelInfo, read_info
+from miniml.models.registry import load_featurizer
 
 ONNX_FILE = "model.onnx"
 
@@ -68,8 +69,6 @@ class OnnxPredictor:
     def __init__(
         self, path: Path, info: ModelInfo | None = None, *, threads: int | None = None, file: str = ONNX_FILE
     ) -> None:
-        from miniml.models.featurizer import load_featurizer
-
         self.path = Path(path)
         self.info = info or read_info(self.path)
         self.threads = int(threads or os.cpu_count() or 1)
@@ -87,28 +86,5 @@ class OnnxPredictor:
         if len(texts) == 0:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
         logits = self.session.run(None, self.feeds(texts))[0]  # type: ignore[attr-defined]  # (B, C)
-        return softmax(
-            np.asarray(logits) / np.float32(self.info.logit_temperature)
-        )  # temperature: see inference
-
-
-def load_onnx_predictor(
-    path: Path, info: ModelInfo | None = None, *, threads: int | None = None
-) -> OnnxPredictor:
-    """Load an ``runtime: onnx`` model folder (its files checked against the manifest first)."""
-    return OnnxPredictor(Path(path), verify_folder(Path(path)), threads=threads)
-
-
-def _register() -> None:
-    """Make ``miniml.inference.load_predictor`` dispatch ``runtime: onnx`` folders here."""
-    import torch
-
-    from miniml.inference import register_runtime
-
-    @register_runtime("onnx")
-    def _load(path: Path, info: ModelInfo, device: str) -> OnnxPredictor:
-        # load_predictor(threads=N) sets torch's thread count; the ONNX session mirrors it
-        return OnnxPredictor(path, verify_folder(path), threads=torch.get_num_threads())
-
-
-_register()
+        # the folder's softmax temperature (calibration; 1 when scaling did not help): see torch_predictor
+        return softmax(np.asarray(logits) / np.float32(self.info.logit_temperature))

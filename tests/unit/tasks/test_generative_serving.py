@@ -1,4 +1,4 @@
-"""The generation handler: cache keys, codec, parameter resolution and caps, batches of mixed settings."""
+"""The generative serving hooks: cache keys, codec, parameter resolution and caps, mixed-setting batches."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 import tiny_generative as tg
-from miniml.generation import GenerationParams, GenerationResult, Generator
-from miniml.serve.errors import HTTPProblem
-from miniml.serve.generate import GenerationHandler, GenItem, encode_items, resolve_params
-from miniml.serve.runtime import LoadedModel
+from miniml.errors import RequestError as HTTPProblem
+from miniml.runtime.generation import GenerationParams, GenerationResult
+from miniml.runtime.loaded import LoadedModel
 from miniml.serve.settings import GenerationLimits
+from miniml.tasks import load_generator
+from miniml.tasks.generative_serving import GenerationHandler, GenItem, encode_items, resolve_params
 from tiny_generative import one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
     with tg.one_thread():
-        generator = Generator.load(tg.trained_folder("t5"))
+        generator = load_generator(tg.trained_folder("t5"))
     assert generator.info is not None
     return LoadedModel("tiny-t5", "folder", None, None, Path("."), generator.info, generator)
 

@@ -1,4 +1,4 @@
-"""Text generation from a model folder: batched, streamed, stoppable per row.
+"""The generation runtime: text from a seq2seq or causal-LM model, batched, streamed, stoppable per row.
 
 ``Generator.run`` drives ``model.generate`` for a batch of prompts whose sampling settings agree
 (temperature, top_p, num_beams) while every row keeps its own ``max_new_tokens``, stop strings and cancel
@@ -15,23 +15,34 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from miniml.errors import MinimlError, ModelError
+from miniml.errors import MinimlError
+from miniml.models.hf import end_token_id
 
 if TYPE_CHECKING:
     import torch
 
     from miniml.modelfolder import ModelInfo
-    from miniml.tasks.causal_lm import CausalLMFormat
-    from miniml.tasks.generative import LoadedModel
-    from miniml.tasks.seq2seq import Seq2SeqFormat
 
 FinishReason = Literal["stop", "length", "cancelled"]
-GENERATIVE_TASKS = ("seq2seq", "causal_lm")
+
+
+class PromptFormat(Protocol):
+    """How a generative model's prompts become token ids (the task's format saved in ``miniml.json``)."""
+
+    max_input_tokens: int
+    padding_side: ClassVar[str]  # "left" for decoders (generation continues at the right edge)
+
+    def prompt_ids(self, tokenizer: Any, text: str) -> list[int]: ...
+
+    def truncate_prompt(self, ids: list[int]) -> list[int]: ...
+
+    def chat_ids(self, tokenizer: Any, messages: list[dict[str, str]]) -> list[int] | None:
+        """A conversation's ids through the chat template; None when the model has none."""
+        ...
 
 
 class GenerationParams(BaseModel):
@@ -148,52 +159,20 @@ class _RowTracker:
 
 
 class Generator:
-    """Generates text with a seq2seq or causal-LM model folder, using the folder's own preprocessing."""
+    """Generates text with a seq2seq or causal-LM model and its tokenizer, through the model's own format.
 
-    def __init__(
-        self, loaded: LoadedModel, fmt: Seq2SeqFormat | CausalLMFormat, info: ModelInfo | None = None
-    ):
-        self.model, self.tokenizer, self.format, self.info = loaded.model, loaded.tokenizer, fmt, info
+    The generation runtime: the generative tasks load a model folder into one (``load_generator``).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, fmt: PromptFormat, info: ModelInfo | None = None):
+        self.model, self.tokenizer, self.format, self.info = model, tokenizer, fmt, info
         self.default_params = GenerationParams.model_validate(
             (info.preprocessing.get("generation") if info else None) or {}
         )
-        from miniml.tasks.generative import end_token_id
-
         self.end_ids = {end_token_id(self.tokenizer)} | set(
             _as_list(self.model.generation_config.eos_token_id)
         )
         self.device = next(self.model.parameters()).device
-
-    @classmethod
-    def load(cls, folder: Path | str, device: str | None = None) -> Generator:
-        """Load a model folder written by ``miniml train`` for a seq2seq or causal_lm task."""
-        from miniml.modelfolder import verify_folder
-
-        info = verify_folder(Path(folder))
-        if info.task not in GENERATIVE_TASKS:
-            raise ModelError(
-                f"model {info.name!r} is a {info.task} model and cannot generate text",
-                hint="use /predict for it, or a seq2seq / causal_lm model for generation",
-            )
-        fmt = parse_format(info.preprocessing)
-        module = task_module(info.task)
-        quantized = bool((info.model_extra or {}).get("quantization"))  # by `miniml optimize --int8`
-        device = "cpu" if quantized else (device or default_device())  # int8 kernels: CPU only
-        from miniml.tasks.generative import load_saved
-
-        loaded = load_saved(Path(folder), module.auto_class(), lambda: module.load_base(fmt.source), device)
-        from miniml.models.folder import check_finite_parameters
-
-        check_finite_parameters(loaded.model, Path(folder))  # NaN weights: refused, never generated from
-        if quantized:
-            from miniml.optimize.quantize import apply_saved_quantization
-
-            loaded.model = apply_saved_quantization(loaded.model, info)
-        return cls(loaded, fmt, info)
-
-    @property
-    def task(self) -> str:
-        return self.format.task
 
     @property
     def max_prompt_tokens(self) -> int:
@@ -210,8 +189,9 @@ class Generator:
 
     def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """A conversation's ids: the chat template when the model has one, else the last user turn."""
-        if getattr(self.format, "use_chat_template", False):
-            return self.format.chat_prompt_ids(self.tokenizer, messages)  # type: ignore[union-attr]
+        ids = self.format.chat_ids(self.tokenizer, messages)
+        if ids is not None:
+            return ids
         users = [m["content"] for m in messages if m.get("role") == "user"]
         if not users:
             raise MinimlError("a chat needs at least one user message", hint='add {"role": "user", ...}')
@@ -347,38 +327,3 @@ def _as_list(value: Any) -> list[int]:
     if value is None:
         return []
     return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def task_module(task: str) -> Any:
-    """The module that implements a generative task (loading and formats)."""
-    from miniml.tasks import causal_lm, seq2seq
-
-    modules = {"seq2seq": seq2seq, "causal_lm": causal_lm}
-    if task not in modules:
-        raise ModelError(f"task {task!r} is not generative", hint=f"use one of {', '.join(modules)}")
-    return modules[task]
-
-
-def parse_format(preprocessing: dict[str, Any]) -> Seq2SeqFormat | CausalLMFormat:
-    """The saved preprocessing of a generative model folder, validated."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from miniml.tasks.causal_lm import CausalLMFormat
-    from miniml.tasks.seq2seq import Seq2SeqFormat
-
-    fields = {k: v for k, v in preprocessing.items() if k != "generation"}
-    adapter: TypeAdapter[Seq2SeqFormat | CausalLMFormat] = TypeAdapter(
-        Annotated[Seq2SeqFormat | CausalLMFormat, Field(discriminator="task")]
-    )
-    try:
-        return adapter.validate_python(fields)
-    except ValidationError as err:
-        raise ModelError(
-            f"miniml.json preprocessing is not a generative format: {err.errors()[0]['msg']}"
-        ) from None

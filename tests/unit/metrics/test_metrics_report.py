@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
-from miniml.evaluate.metrics import classification_metrics
-from miniml.evaluate.report import write_report
+from miniml.metrics.classification import classification_metrics
+from miniml.metrics.report import write_report
 
 
 def test_report_files(tmp_path) -> None:

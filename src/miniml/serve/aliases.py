@@ -1,7 +1,7 @@
 """Loading served models, following their registry alias, and swapping versions without a failed request.
 
-A model URI is ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` (both resolved by the registry) or a model
-folder (read directly, so serving a folder never imports MLflow). A model loaded by alias is followed: an
+Model URIs resolve through :func:`miniml.runtime.resolve` and load on their task's runtime
+(:func:`miniml.tasks.load_model`), warmed up before they answer. A model loaded by alias is followed: an
 :class:`AliasFollower` asks the registry for the alias' version every ``alias_poll_s`` seconds; when it
 moved, the new version is loaded and warmed up on a thread (the event loop keeps serving), then swapped in
 with one attribute assignment. Batches in flight finish on the old version, the next batch uses the new one.
@@ -10,88 +10,24 @@ with one attribute assignment. Batches in flight finish on the old version, the 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from miniml.errors import ModelError
-from miniml.modelfolder import INFO_FILE, ModelInfo, read_info
+from miniml.registry.uris import SCHEME as MODELS_SCHEME
+from miniml.registry.uris import ModelSource
+from miniml.runtime.loaded import LoadedModel
+from miniml.runtime.resolve import resolve
+from miniml.tasks.registry import get_task, load_model
 
 log = logging.getLogger("miniml.serve")
 
-MODELS_SCHEME = "models:/"
 
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """One loaded model version, immutable: swapping replaces the whole object."""
-
-    name: str
-    uri: str
-    version: int | None
-    alias: str | None
-    path: Path
-    info: ModelInfo
-    predictor: Any
-    key: str = field(default="", compare=False)  # cache namespace: unique per model version
-    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    replicas: tuple[Any, ...] = field(default=(), compare=False)  # more predictors: one per extra worker
-
-    @property
-    def task(self) -> str:
-        return self.info.task
-
-    def replica(self, worker: int) -> LoadedModel:
-        """This version as seen by batcher worker ``worker``: its own predictor (worker 0: ``predictor``)."""
-        if worker == 0 or not self.replicas:
-            return self
-        return replace(self, predictor=self.replicas[(worker - 1) % len(self.replicas)], replicas=())
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model URI points: folder, registry name, version and alias."""
-
-    uri: str
-    path: Path
-    name: str
-    version: int | None
-    alias: str | None
-
-
-def resolve(uri: str) -> ModelSource:
-    """Resolve a model URI to a folder (registry URIs through ``miniml.registry``)."""
-    if uri.startswith(MODELS_SCHEME):
-        from miniml.registry.store import resolve_model
-
-        resolved = resolve_model(uri)
-        name = resolved.name or read_info(resolved.path).name
-        return ModelSource(uri, Path(resolved.path), name, resolved.version, resolved.alias)
-    path = Path(uri).expanduser()
-    if not path.exists():
-        raise ModelError(
-            f"model {uri!r} is neither a models:/ URI nor an existing folder",
-            hint="pass models:/NAME@ALIAS, models:/NAME/VERSION or a model folder",
-        )
-    return ModelSource(uri, path.resolve(), read_info(path).name, None, None)
-
-
-def version_key(source: ModelSource) -> str:
-    """A cache namespace unique to the model version (folders: a hash of their ``miniml.json``)."""
-    if source.version is not None:
-        return f"{source.name}@v{source.version}"
-    digest = hashlib.sha256((source.path / INFO_FILE).read_bytes()).hexdigest()[:16]
-    return f"{source.name}@{digest}"
-
-
-def load_model(
+def load_served(
     source: ModelSource,
     *,
     threads: int | None,
@@ -100,36 +36,14 @@ def load_model(
     warm_up: Callable[[LoadedModel], None] | None = None,
     workers: int = 1,
 ) -> LoadedModel:
-    """Load the predictor of ``source`` (blocking: call off the event loop) and warm it up.
+    """Load ``source`` on its task's runtime (blocking: call off the event loop) and warm every replica up.
 
-    With ``workers`` > 1 a classifier is loaded once per batcher worker (``replicas``), each predictor with
-    ``threads`` threads; a generator stays single (its batching loop is its own).
+    With ``workers`` > 1 the model is loaded once per batcher worker (``replicas``), each with ``threads``
+    threads; the task says how many workers it runs (``Task.serve_workers``).
     """
-    from miniml.inference import load_predictor
-
-    replicas: tuple[Any, ...] = ()
-    if read_info(source.path).task in ("seq2seq", "causal_lm"):  # issue 5: a Generator, not a Predictor
-        from miniml.serve.generate import load_generator
-
-        predictor: Any = load_generator(source.path, threads=threads, device=device)
-    else:
-        predictor = load_predictor(source.path, threads=threads, device=device)
-        replicas = tuple(
-            load_predictor(source.path, threads=threads, device=device) for _ in range(workers - 1)
-        )
-    model = LoadedModel(
-        name=source.name,
-        uri=source.uri,
-        version=source.version,
-        alias=alias or source.alias,
-        path=source.path,
-        info=predictor.info,
-        predictor=predictor,
-        key=version_key(source),
-        replicas=replicas,
-    )
+    model = load_model(source, device=device, threads=threads, alias=alias, replicas=workers - 1)
     if warm_up is not None:
-        for worker in range(1 + len(replicas)):
+        for worker in range(workers):
             warm_up(model.replica(worker))
     return model
 
@@ -228,7 +142,7 @@ class AliasFollower:
         """Resolve, load and warm up ``version`` on threads; it must be the same task."""
         source = await asyncio.to_thread(resolve, f"{MODELS_SCHEME}{current.name}/{version}")
         new = await asyncio.to_thread(
-            load_model,
+            load_served,
             source,
             threads=self.threads,
             device=self.device,
@@ -236,7 +150,7 @@ class AliasFollower:
             warm_up=self.warm_up,
             workers=self.workers,
         )
-        if new.task != current.task:
+        if get_task(new.info.task) is not get_task(current.info.task):
             raise ModelError(
                 f"{current.name}@{current.alias} moved to a {new.task} model; the server serves "
                 f"{current.task} under this name — restart it to change task"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from miniml.evaluate.calibration import (
+from miniml.metrics.calibration import (
     expected_calibration_error,
     fit_temperature,
     nll,

@@ -1,0 +1,247 @@
+"""The serving hooks of generative models (seq2seq, causal_lm): prompts in, generations out.
+
+Requests of many clients share the server's batcher like classification does: each prompt is one queued
+item (:class:`GenItem`), and the worker generates for a whole batch in one ``Generator.run`` per sampling
+setting, every row with its own token cap, stop strings and cancel flag. Each step's text pieces go to the
+items' ``sink`` (streaming) through :func:`_dispatcher`. Prompts are tokenized with the model's own format
+before queueing (:func:`encode_items`), so a prompt over the cap is a 413 before any model time is spent;
+the request's settings are checked against the server's caps (:func:`resolve_params`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from miniml.errors import RequestError
+from miniml.runtime.generation import GenerationParams, GenerationResult, Generator
+from miniml.tasks.serving import (
+    Decoded,
+    RequestLimits,
+    check_sizes,
+    invalid_request,
+    normalize_text,
+    parse_body,
+)
+
+if TYPE_CHECKING:
+    from miniml.runtime.loaded import LoadedModel
+
+
+class GenerationLimits(Protocol):
+    """The server's generation caps (``generation:`` in the serve config)."""
+
+    max_new_tokens: int
+    max_prompt_tokens: int | None
+
+
+class GenerateRequest(BaseModel):
+    """Prompts to continue, and how."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"inputs": ["table: t\nQ: how many rows?\nA:"], "max_new_tokens": 32}]
+        },
+    )
+
+    inputs: list[str] = Field(min_length=1, description="prompts (limits.max_inputs at most)")
+    max_new_tokens: int | None = Field(None, ge=1, description="default: the model's; capped by the server")
+    temperature: float | None = Field(None, ge=0.0, le=5.0, description="0: greedy (default: the model's)")
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    num_beams: int | None = Field(None, ge=1, le=16, description="beam search (not with stream)")
+    stop: list[str] | str | None = Field(None, description="cut each answer before any of these")
+    stream: bool = Field(False, description="send text pieces as server-sent events while generating")
+
+
+@dataclass(eq=False, slots=True)
+class GenItem:
+    """One prompt on its way through the batcher (mutable: the worker notes its first piece)."""
+
+    prompt: str
+    ids: list[int]
+    params: GenerationParams
+    stream: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
+    sink: Callable[[str], None] | None = None  # called on the worker thread with each new text piece
+    created: float = field(default_factory=time.monotonic)
+    first_piece: float | None = None
+    generated: bool = False  # set by the worker: the result was computed, not read from the cache
+
+
+class ResultCodec:
+    """A generation result as JSON bytes for a shared cache."""
+
+    def dumps(self, value: GenerationResult) -> bytes:
+        return orjson.dumps(result_dict(value))
+
+    def loads(self, data: bytes) -> GenerationResult:
+        d = orjson.loads(data)
+        return GenerationResult(d["text"], d["prompt_tokens"], d["completion_tokens"], d["finish_reason"])
+
+
+def result_dict(result: GenerationResult) -> dict[str, Any]:
+    return {
+        "text": result.text,
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+    }
+
+
+class GenerationHandler:
+    """The serving hooks of generative models (see the module docstring)."""
+
+    route: ClassVar[str] = "generate"
+    codec = ResultCodec()
+    request_schema: ClassVar[type[BaseModel]] = GenerateRequest
+
+    def decode_request(self, body: bytes, limits: RequestLimits) -> Decoded[str]:
+        """Validated prompts (normalised) and the request; tokenizing needs the model (``encode_items``)."""
+        request = parse_body(GenerateRequest, body)
+        chars = check_sizes(request.inputs, limits)
+        return Decoded([normalize_text(t) for t in request.inputs], request, chars)
+
+    def cache_key(self, item: GenItem) -> str | None:
+        """Greedy, non-streamed generations are deterministic: cache them by prompt and settings."""
+        if item.stream or item.params.temperature > 0:
+            return None
+        return f"{item.params.model_dump_json()}\x1f{item.prompt}"
+
+    def cacheable(self, output: GenerationResult) -> bool:
+        return output.finish_reason != "cancelled"
+
+    def predict(self, model: LoadedModel, items: list[GenItem]) -> Sequence[GenerationResult]:
+        """Generate for a batch: one ``Generator.run`` per sampling setting, rows in their order."""
+        generator: Generator = model.predictor
+        results: list[GenerationResult | None] = [None] * len(items)
+        groups: dict[tuple[float, float, int], list[int]] = {}
+        for i, item in enumerate(items):
+            item.generated = True
+            groups.setdefault(item.params.sampling_key(), []).append(i)
+        for rows in groups.values():
+            batch = [items[i] for i in rows]
+            on_step = None if batch[0].params.num_beams > 1 else _dispatcher(batch)
+            outputs = generator.run(
+                [x.ids for x in batch], [x.params for x in batch], [x.cancel for x in batch], on_step
+            )
+            for i, output in zip(rows, outputs, strict=True):
+                results[i] = output
+        return [r for r in results if r is not None]
+
+    def encode_response(self, model: LoadedModel, outputs: list[GenerationResult], params: Any) -> bytes:
+        body = {
+            "model": model.name,
+            "version": model.version,
+            "generations": [result_dict(r) for r in outputs],
+        }
+        return orjson.dumps(body)
+
+    def top_labels(self, model: LoadedModel, outputs: list[GenerationResult]) -> list[str]:
+        return []  # no labels: generation is counted in tokens (miniml_generated_tokens)
+
+    def warm_up(self, model: LoadedModel) -> None:
+        generator: Generator = model.predictor
+        generator.generate(["warm up"], GenerationParams.model_validate({"max_new_tokens": 2}), truncate=True)
+
+
+def _dispatcher(batch: list[GenItem]) -> Callable[[list[str]], None]:
+    """The per-step callback: note each row's first piece and pass pieces to streaming requests."""
+
+    def on_step(pieces: list[str]) -> None:
+        now = time.monotonic()
+        for item, piece in zip(batch, pieces, strict=True):
+            if piece:
+                if item.first_piece is None:
+                    item.first_piece = now
+                if item.sink is not None:
+                    item.sink(piece)
+
+    return on_step
+
+
+# ---------------------------------------------------------------- request → items
+def resolve_params(
+    model: LoadedModel,
+    limits: GenerationLimits,
+    *,
+    max_new_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    num_beams: int | None,
+    stop: list[str] | str | None,
+    stream: bool,
+) -> GenerationParams:
+    """The request's settings over the model's defaults; 422 when over the server's caps."""
+    generator: Generator = model.predictor
+    base = generator.default_params
+    wanted = max_new_tokens if max_new_tokens is not None else min(base.max_new_tokens, limits.max_new_tokens)
+    if wanted > limits.max_new_tokens:
+        raise RequestError(
+            422,
+            "max_new_tokens_too_large",
+            f"max_new_tokens is {wanted}; this server allows at most {limits.max_new_tokens}",
+            limit="max_new_tokens",
+            max=limits.max_new_tokens,
+            got=wanted,
+        )
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    values = {
+        "max_new_tokens": wanted,
+        "temperature": base.temperature if temperature is None else temperature,
+        "top_p": base.top_p if top_p is None else top_p,
+        "num_beams": base.num_beams if num_beams is None else num_beams,
+        "stop": tuple(stops) or base.stop,
+    }
+    if stream and values["num_beams"] != 1:
+        raise RequestError(
+            422, "invalid_request", "stream: true needs num_beams: 1 (beam search cannot stream)"
+        )
+    try:
+        return GenerationParams.model_validate(values)
+    except ValidationError as err:
+        raise invalid_request(err) from None
+
+
+def prompt_cap(model: LoadedModel, limits: GenerationLimits) -> int:
+    generator: Generator = model.predictor
+    cap = generator.max_prompt_tokens
+    return min(cap, limits.max_prompt_tokens) if limits.max_prompt_tokens else cap
+
+
+def check_prompt(ids: list[int], cap: int, index: int) -> list[int]:
+    if len(ids) > cap:
+        raise RequestError(
+            413,
+            "prompt_too_long",
+            f"inputs[{index}] has {len(ids)} tokens; the limit is {cap} prompt tokens",
+            limit="max_prompt_tokens",
+            max=cap,
+            got=len(ids),
+            index=index,
+        )
+    return ids
+
+
+def encode_items(
+    model: LoadedModel,
+    limits: GenerationLimits,
+    prompts: Sequence[str],
+    params: GenerationParams,
+    *,
+    stream: bool,
+) -> list[GenItem]:
+    """Tokenize the prompts with the model's own preprocessing and check the prompt cap (413)."""
+    generator: Generator = model.predictor
+    cap = prompt_cap(model, limits)
+    items = []
+    for i, prompt in enumerate(prompts):
+        ids = generator.format.prompt_ids(generator.tokenizer, prompt)
+        items.append(GenItem(prompt, check_prompt(ids, cap, i), params, stream=stream))
+    return items
