@@ -75,7 +75,8 @@ def main() -> None:
         server.stop()
     offline = offline_throughput(source.path, texts[:4096], 64)
     print_table([result], args.clients)
-    print(f"\noffline batched: {offline:.1f} texts/s (batch 64)")
+    print(f"\nserver CPU per request: {result.server_cpu_ms_per_request} ms")
+    print(f"offline batched: {offline:.1f} texts/s (batch 64)")
     ok = result.rps >= 1000 and result.p99_ms <= 50
     print(f"target >= 1000 req/s and p99 <= 50 ms: {'met' if ok else 'NOT met'}")
     print(f"machine after the run: load average {os.getloadavg()[0]:.2f}")

@@ -40,6 +40,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     tool: str
+    server_cpu_ms_per_request: float | None = None  # CPU time of the server process (less noisy than req/s)
 
     @property
     def rps(self) -> float:
@@ -261,7 +262,21 @@ def measure(
     if check.status_code != 200:
         raise RuntimeError(f"{server.name} answered {check.status_code}: {check.text[:300]}")
     load(server.name, server.url + path, bodies, clients=clients, seconds=warmup_s, tool=tool)
-    return load(server.name, server.url + path, bodies, clients=clients, seconds=seconds, tool=tool)
+    cpu = process_cpu_s(server.proc.pid)
+    result = load(server.name, server.url + path, bodies, clients=clients, seconds=seconds, tool=tool)
+    used = process_cpu_s(server.proc.pid) - cpu
+    if result.requests:
+        result.server_cpu_ms_per_request = round(1000 * used / result.requests, 4)
+    return result
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and the threads it has (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def offline_throughput(

@@ -64,6 +64,9 @@ class ConnectionStats:
             self.on_refuse(reason)
 
 
+LINGER_S = 1.0  # how long a refused connection's late bytes are read and dropped before closing
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; the refusal is already recorded."""
 
@@ -111,6 +114,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0  # exact size of this request's line + headers
         self._header_count = 0
         self._refusal: bytes | None = None
+        self._lingering = False
         self._timer: asyncio.TimerHandle | None = None
         timeout = self.limits.header_timeout_s
         cap = self.limits.limit_concurrency
@@ -126,10 +130,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # answered and half-closed: what the client still sends is dropped unread
+            return
         if self._in_headers:
             self._raw += len(data)
         super().data_received(data)
-        if self.transport.is_closing():
+        if self._lingering or self.transport.is_closing():
             return
         if self._in_headers:
             if self._raw > self.limits.max_header_bytes:
@@ -174,8 +180,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parse error: our refusal when a callback raised one, else a JSON 400."""
-        self.transport.write(self._refusal or raw_response(400, "bad_request", "malformed HTTP request"))
-        self.transport.close()
+        self._answer_and_close(self._refusal or raw_response(400, "bad_request", "malformed HTTP request"))
 
     # ---------------------------------------------------------------- helpers
     def _count(self, size: int) -> None:
@@ -193,9 +198,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _reject(self, status: int, code: str, message: str) -> None:
         self.stats.refuse(code)
+        self._answer_and_close(raw_response(status, code, message))
+
+    def _answer_and_close(self, response: bytes) -> None:
+        """Write ``response``, half-close, then drop whatever the client still sends for up to a second.
+
+        Closing at once while the client is still sending makes the kernel answer with a reset, which can
+        destroy the response before the client reads it (nginx's "lingering close" does the same).
+        """
         self._disarm()
-        self.transport.write(raw_response(status, code, message))
-        self.transport.close()
+        self.transport.write(response)
+        if self.transport.can_write_eof():
+            self._lingering = True
+            self.transport.write_eof()
+            self._timer = self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
 
     def _arm(self, seconds: float, phase: str) -> None:
         self._disarm()
@@ -208,7 +226,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _expired(self, phase: str) -> None:
         self._timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._lingering:
             return
         if phase == "headers" and not self._raw and self._header_bytes == 0:
             self.stats.refuse("idle_timeout")  # nothing sent: just close
