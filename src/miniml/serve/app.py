@@ -21,12 +21,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from miniml.errors import MinimlError
 from miniml.runtime.loaded import LoadedModel
 from miniml.serve.errors import HTTPProblem, problem_body, problem_response
-from miniml.serve.generate import router as generate_router
 from miniml.serve.middleware import ObservabilityMiddleware
-from miniml.serve.openai_compat import ChatRequest, CompletionRequest
-from miniml.serve.openai_compat import router as openai_router
+from miniml.serve.openai import ChatRequest, CompletionRequest
 from miniml.serve.openapi import install_openapi
-from miniml.serve.routes import PredictFastPath, router
+from miniml.serve.requestinfo import request_info
+from miniml.serve.routes import ROUTERS
+from miniml.serve.routes.predict import PredictFastPath
 from miniml.serve.settings import ServeSettings
 from miniml.serve.state import ServerState
 from miniml.tasks.base import ServingHooks
@@ -44,8 +44,8 @@ TELEMETRY_ON: TelemetryConfig = {"tracing": True, "metrics": True, "logs": True,
 
 
 def request_id(request: Request) -> str | None:
-    info = request.scope.get("miniml")
-    return info.get("request_id") if info else None
+    info = request_info(request.scope)
+    return info.request_id if info else None
 
 
 async def on_problem(request: Request, exc: Exception) -> Response:
@@ -130,13 +130,12 @@ def create_app(
         redirect_slashes=False,  # /predict/ is a 404, not a 307 to a Location built from the Host header
     )
     app.state.miniml = state
-    app.include_router(router)
-    app.include_router(generate_router)  # issue 5: /v1/models/{name}/generate
-    app.include_router(openai_router)  # issue 5: /v1/completions, /v1/chat/completions
+    for router in ROUTERS:
+        app.include_router(router)
     install_openapi(
         app,
-        open_routes=state.open_routes,
-        keys_on=state.keys.enabled,
+        open_routes=state.access.open_routes,
+        keys_on=state.access.keys.enabled,
         models=[ChatRequest, CompletionRequest],
     )
     app.wrap_outside(

@@ -1,7 +1,8 @@
 """The one middleware: request id, latency, metrics, access log, and the catch-all for real bugs.
 
-A plain ASGI middleware (not ``BaseHTTPMiddleware``, which costs a task and a stream per request). Routes
-fill ``scope["miniml"]`` (model, version, key name, inputs) for the access line.
+A plain ASGI middleware (not ``BaseHTTPMiddleware``, which costs a task and a stream per request). It puts
+a :class:`~miniml.serve.requestinfo.RequestInfo` under ``scope["miniml"]``; routing, access control and
+the inference path fill it in (route, model, key name, version, inputs) for the access line.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from miniml.serve.errors import problem_body
 from miniml.serve.logs import AccessLog
 from miniml.serve.metrics import ServeMetrics
+from miniml.serve.requestinfo import SCOPE_KEY, RequestInfo
 
 log = logging.getLogger("miniml.serve")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -65,8 +66,8 @@ class ObservabilityMiddleware:
             return
         start = time.perf_counter()
         rid = self.request_id(scope)
-        info: dict[str, Any] = {"request_id": rid}
-        scope["miniml"] = info
+        info = RequestInfo(rid)
+        scope[SCOPE_KEY] = info
         rid_header = (b"x-request-id", rid.encode("latin-1"))
         status = 0
 
@@ -103,19 +104,19 @@ class ObservabilityMiddleware:
         finally:
             self._finish(scope, info, status, time.perf_counter() - start)
 
-    def _finish(self, scope: Scope, info: dict[str, Any], status: int, seconds: float) -> None:
-        path = str(info.get("route") or getattr(scope.get("route"), "path", "unmatched"))
-        model = info.get("model", "")
+    def _finish(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
+        path = str(info.route or getattr(scope.get("route"), "path", "unmatched"))
+        model = info.model or ""
         self.metrics.observe_request(path, scope["method"], status, model, seconds)
         if self.access_log.enabled:
             fields = {
-                "request_id": info["request_id"],
+                "request_id": info.request_id,
                 "method": scope["method"],
                 "path": scope["path"],
                 "route": path,
                 "status": status,
                 "latency_ms": round(seconds * 1000, 3),
-                **{k: v for k, v in info.items() if k != "request_id"},
+                **info.fields(),
             }
             client = scope.get("client")
             if client:

@@ -184,7 +184,9 @@ def run(settings: ServeSettings, *, demo_key: bool = False) -> None:
             print(f"demo API key (shown once): {key}", flush=True)
             print(curl_line(settings, names[0], key, "Hej, hvordan har du det i dag?"), flush=True)
         signal.signal(signal.SIGTERM, _after_drain)
-        signal.signal(signal.SIGHUP, lambda *_: app.state.miniml.reload_keys_soon())  # re-read keys now
+        signal.signal(
+            signal.SIGHUP, lambda *_: app.state.miniml.access.reload_keys_soon()
+        )  # re-read keys now
         server.run(sockets=[sock])
     if not server.started:
         sys.exit(3)

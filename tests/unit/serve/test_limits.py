@@ -13,7 +13,7 @@ from miniml.errors import RequestError
 from miniml.modelfolder import ModelInfo
 from miniml.runtime.loaded import LoadedModel
 from miniml.serve.errors import HTTPProblem
-from miniml.serve.routes import read_body
+from miniml.serve.inference import read_body
 from miniml.serve.settings import RequestLimits
 from miniml.tasks.classification_serving import ClassificationHandler
 from miniml.tasks.serving import normalize_text

@@ -1,10 +1,11 @@
-"""Generation over HTTP: ``POST /v1/models/{name}/generate``, streaming and disconnect handling.
+"""Generation results over HTTP: waiting for a batch, streaming its pieces, and clients that leave.
 
-The generative tasks' serving hooks (:mod:`miniml.tasks.generative_serving`) turn prompts into queued items
-and batches into generations; here the items are queued, awaited or streamed. Streaming (server-sent
-events) rides on the same batch: the worker hands each step's text pieces to the waiting requests through
-the event loop. A client that disconnects sets its rows' cancel flags, which finishes those rows at the next
-step while the rest of the batch goes on.
+A generation job is the items of one request queued through the model's batcher (cache + batcher). When
+it ends its tokens and times to first token are recorded (also for a client that left), and a failed job
+(timeout) stops its rows. Streaming (server-sent events) rides on the same batch: the worker hands each
+step's text pieces to the waiting request through the event loop (:class:`PieceStream`). A client that
+disconnects sets its rows' cancel flags, which finishes those rows at the next step while the rest of the
+batch goes on.
 """
 
 from __future__ import annotations
@@ -16,62 +17,39 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
-from starlette.responses import StreamingResponse
+from starlette.requests import Request
 
 from miniml.runtime.generation import GenerationResult
 from miniml.serve.errors import HTTPProblem
-from miniml.serve.routes import read_body
-from miniml.serve.schemas import ERROR_RESPONSES
-from miniml.serve.state import ServerState, get_state
-from miniml.tasks.generative_serving import (
-    GenerateRequest,
-    GenItem,
-    encode_items,
-    resolve_params,
-    result_dict,
-)
+from miniml.tasks.generative_serving import GenItem, result_dict
 
 if TYPE_CHECKING:
     from miniml.runtime.loaded import LoadedModel
     from miniml.serve.engine import ServedModel
+    from miniml.serve.metrics import ServeMetrics
 
-router = APIRouter()
-JSON = "application/json"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DISCONNECT_POLL_S = 0.2
 
 
-def require_generative(served: ServedModel, name: str) -> None:
-    """400 for generation routes on a model that cannot generate (e.g. a classifier)."""
-    if served.handler.route != "generate":
-        raise HTTPProblem(
-            400,
-            "not_generative",
-            f"model {name!r} is a {served.current.task} model and cannot generate text (nor stream); "
-            f"use /v1/models/{name}/{served.handler.route}",
-        )
-
-
-# ---------------------------------------------------------------- running
 def start_job(
-    state: ServerState, name: str, served: ServedModel, items: list[GenItem]
+    metrics: ServeMetrics, name: str, served: ServedModel, items: list[GenItem]
 ) -> asyncio.Future[Any]:
     """Queue ``items`` (cache + batcher); when the job ends its tokens and first-token times are recorded,
     also for a client that left (its rows were cancelled), and a failed job (timeout) stops its rows."""
     task = asyncio.ensure_future(served.infer(items))
-    task.add_done_callback(functools.partial(_job_done, state, name, items))
+    task.add_done_callback(functools.partial(_job_done, metrics, name, items))
     return task
 
 
-def _job_done(state: ServerState, name: str, items: list[GenItem], task: asyncio.Future[Any]) -> None:
+def _job_done(metrics: ServeMetrics, name: str, items: list[GenItem], task: asyncio.Future[Any]) -> None:
     if task.cancelled() or task.exception() is not None:
         for item in items:  # e.g. the request timed out: the worker stops these rows at its next step
             item.cancel.set()
         return
     _, outputs = task.result()
     done = [(item, out) for item, out in zip(items, outputs, strict=True) if item.generated]  # not cache hits
-    state.metrics.observe_generation(
+    metrics.observe_generation(
         name,
         sum(out.completion_tokens for _, out in done),
         [item.first_piece - item.created for item, _ in done if item.first_piece is not None],
@@ -79,10 +57,10 @@ def _job_done(state: ServerState, name: str, items: list[GenItem], task: asyncio
 
 
 async def infer_until_disconnect(
-    state: ServerState, name: str, served: ServedModel, items: list[GenItem], request: Request
+    metrics: ServeMetrics, name: str, served: ServedModel, items: list[GenItem], request: Request
 ) -> tuple[LoadedModel, list[GenerationResult]]:
     """The results of ``items``; a client that disconnects meanwhile cancels its rows (499)."""
-    task = start_job(state, name, served, items)
+    task = start_job(metrics, name, served, items)
     while True:
         done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
         if done:
@@ -97,13 +75,13 @@ async def infer_until_disconnect(
 class PieceStream:
     """The text pieces of ``items`` while their batch generates, in order; cancels them when dropped."""
 
-    def __init__(self, state: ServerState, name: str, served: ServedModel, items: list[GenItem]) -> None:
+    def __init__(self, metrics: ServeMetrics, name: str, served: ServedModel, items: list[GenItem]) -> None:
         self.items = items
         self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         for row, item in enumerate(items):
             item.sink = _threadsafe_put(loop, self.queue, row)
-        self.task = start_job(state, name, served, items)
+        self.task = start_job(metrics, name, served, items)
         self.getter: asyncio.Future[tuple[int, str]] = asyncio.ensure_future(self.queue.get())
 
     async def started(self) -> PieceStream:
@@ -169,42 +147,6 @@ def error_event(err: BaseException) -> bytes:
 
 
 # ---------------------------------------------------------------- POST /v1/models/{name}/generate
-@router.post(
-    "/v1/models/{name}/generate",
-    responses=ERROR_RESPONSES,
-    openapi_extra={
-        "requestBody": {"required": True, "content": {JSON: {"schema": GenerateRequest.model_json_schema()}}}
-    },
-    summary="Generate text (JSON, or server-sent events with stream: true)",
-    tags=["inference"],
-)
-async def generate(name: str, request: Request, state: ServerState = Depends(get_state)) -> Response:
-    """Continue each prompt with the model served as ``name``; ``stream: true`` sends pieces as SSE."""
-    served, who = await state.admit(request, name)
-    require_generative(served, name)
-    body = await read_body(request, state.settings.limits.max_body_bytes)
-    decoded = served.handler.decode_request(body, state.settings.limits)
-    req: GenerateRequest = decoded.params
-    model, limits = served.current, state.settings.generation
-    params = resolve_params(
-        model,
-        limits,
-        max_new_tokens=req.max_new_tokens,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        num_beams=req.num_beams,
-        stop=req.stop,
-        stream=req.stream,
-    )
-    items = encode_items(model, limits, decoded.items, params, stream=req.stream)
-    if state.limiter.active:
-        await state.spend(state.limiter.spend_chars(who, decoded.chars))
-    _note(request, len(items))
-    if req.stream:
-        stream = await PieceStream(state, name, served, items).started()
-        return StreamingResponse(native_events(stream), media_type="text/event-stream", headers=SSE_HEADERS)
-    model, outputs = await infer_until_disconnect(state, name, served, items, request)
-    return Response(served.handler.encode_response(model, outputs, None), media_type=JSON)
 
 
 async def native_events(stream: PieceStream) -> AsyncIterator[bytes]:
@@ -219,9 +161,3 @@ async def native_events(stream: PieceStream) -> AsyncIterator[bytes]:
     for row, result in enumerate(outputs):
         yield sse({"index": row, "done": True, "version": model.version, **result_dict(result)})
     yield sse(b"[DONE]")
-
-
-def _note(request: Request, inputs: int) -> None:
-    info = request.scope.get("miniml")
-    if info is not None:
-        info["inputs"] = inputs
