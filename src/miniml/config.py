@@ -37,8 +37,11 @@ class StepConfig(BaseModel):
 
 def parse_value(text: str) -> Any:
     """Parse an override value the way YAML would (``3`` → int, ``[a, b]`` → list, ``x`` → str)."""
+    if not text.strip():
+        return ""
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        check_depth(yaml.parse(text), f"override value {text[:40]!r}...")
+        return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
 

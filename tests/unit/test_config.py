@@ -67,3 +67,9 @@ def test_yaml_errors_name_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "name: a\nepochs: [1\n")
     with pytest.raises(ConfigError, match=r"not valid YAML at line 3, column 1"):
         load_config(Demo, path)
+
+
+def test_a_deep_override_value_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match="more than 100 levels deep"):
+        parse_overrides(["a=" + "[" * 100_000])
+    assert parse_overrides(["a=[1, [2]]", "b=not: [valid"]) == {"a": [1, [2]], "b": "not: [valid"}
