@@ -38,3 +38,19 @@ def test_compose_hub_settings_are_valid() -> None:
     assert userinfo == "miniml"  # a user, no password: PGPASSWORD carries it
     command, _ = server_command(cfg)
     assert "--serve-artifacts" in command and command[command.index("--host") + 1] == "0.0.0.0"
+
+
+def test_compose_serves_with_the_shipped_keys_file_and_refuses_to_start_without_a_key() -> None:
+    import pytest
+
+    from miniml.errors import ConfigError
+    from miniml.serve.auth import KeyStore, read_keys_file
+    from miniml.serve.settings import AuthSettings
+
+    miniml = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["miniml"]
+    assert miniml["environment"]["MINIML_SERVE__AUTH__KEYS_FILE"] == "/keys/keys.yaml"
+    assert any(v.startswith("./keys:/keys") for v in miniml["volumes"])  # the folder: renames are seen
+    shipped = DEPLOY / "keys" / "keys.yaml"
+    assert read_keys_file(shipped) == []  # no key ships: nobody knows a key the image would accept
+    with pytest.raises(ConfigError, match="without API keys"):  # the Dockerfile binds 0.0.0.0
+        KeyStore.from_settings(AuthSettings(keys_file=shipped), host="0.0.0.0")
