@@ -103,7 +103,7 @@ def test_slow_headers_get_408_and_idle_connections_are_closed(server: ServerProc
         status, _, body = read_response(slow)
         assert status == 408 and body["error"]["code"] == "headers_timeout"
         assert idle.recv(1) == b""  # a connection that never sent a byte is closed, silently
-        assert time.monotonic() - start < TIMEOUT_S + 2
+        assert time.monotonic() - start < TIMEOUT_S + 8  # bounded (slack for a loaded CI)
 
 
 def test_partial_body_gets_408_within_the_body_timeout(server: ServerProcess) -> None:
@@ -112,7 +112,7 @@ def test_partial_body_gets_408_within_the_body_timeout(server: ServerProcess) ->
         sock.sendall(REQUEST + b"Content-Length: 100\r\n\r\n" + b'{"inputs": ["he')
         status, _, body = read_response(sock)
         assert status == 408 and body["error"]["code"] == "body_timeout"
-        assert time.monotonic() - start < TIMEOUT_S + 2
+        assert time.monotonic() - start < TIMEOUT_S + 8  # bounded (slack for a loaded CI)
     wait_until(lambda: '"status":408' in server.log(), 5, "the 408 access line")
 
 
