@@ -131,6 +131,25 @@ class ServerProcess:
         return int(self.proc.returncode)
 
 
+def status(server: ServerProcess, key: str) -> int:
+    r = httpx.post(
+        f"{server.url}/v1/models/toy/predict",
+        json={"inputs": ["jag bor i stockholm"]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    return r.status_code
+
+
+def seconds_until(server: ServerProcess, key: str, wanted: int, limit: float) -> float:
+    """Time until ``key`` is answered ``wanted`` (polling every 50 ms), failing after ``limit`` seconds."""
+    start = time.monotonic()
+    while (got := status(server, key)) != wanted:
+        assert time.monotonic() - start < limit, f"still {got} after {limit}s; log: {server.log()[-1500:]}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
 # ---------------------------------------------------------------- tiny trained models
 SENTENCES = {
     "da": "hej med dig hvordan går det godt jeg er glad i dag hvad siger du",

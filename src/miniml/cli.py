@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from typer._click import exceptions as click_exceptions  # typer vendors click
 
-from miniml.errors import MinimlError
+from miniml.errors import ConfigError, MinimlError
 
 app = typer.Typer(
     name="miniml",
@@ -393,6 +393,14 @@ def ui(
 
 # ---------------------------------------------------------------- serve (issue 4)
 KeysFileOption = Annotated[Path, typer.Option("--file", "-f", help="Keys file (YAML, or JSON by suffix).")]
+RedisOption = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        help="Also publish the keys file to this Redis (redis://...), for servers with auth.keys_redis.",
+    ),
+]
+RedisPrefixOption = Annotated[str, typer.Option("--redis-prefix", help="Redis key of the shared keys.")]
 
 
 @app.command()
@@ -431,10 +439,13 @@ def keys_create(
     ] = None,
     requests: Annotated[str | None, typer.Option(help="Request budget, e.g. 100/second.")] = None,
     chars: Annotated[str | None, typer.Option(help="Input-character budget, e.g. 1000000/minute.")] = None,
+    redis: RedisOption = None,
+    redis_prefix: RedisPrefixOption = "miniml:keys",
 ) -> None:
     """Create a key: prints it once; only its sha256 is written to the keys file."""
     from miniml.serve.auth import add_key
 
+    _check_redis_url(redis)
     key = add_key(file, name, models=model or ["*"], requests=requests, chars=chars)
     typer.echo(key)
     typer.echo(
@@ -442,6 +453,7 @@ def keys_create(
         "(servers using this file accept it within auth.reload_s, default 2 s)",
         err=True,
     )
+    _publish_keys(file, redis, redis_prefix)
 
 
 @keys_app.command("list")
@@ -455,15 +467,54 @@ def keys_list(file: KeysFileOption) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(name: Annotated[str, typer.Argument(help="Key name.")], file: KeysFileOption) -> None:
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="Key name.")],
+    file: KeysFileOption,
+    redis: RedisOption = None,
+    redis_prefix: RedisPrefixOption = "miniml:keys",
+) -> None:
     """Remove a key from the keys file; servers using the file refuse it within auth.reload_s (2 s)."""
     from miniml.serve.auth import revoke_key
 
+    _check_redis_url(redis)
     revoke_key(file, name)
     typer.echo(f"revoked key {name!r} in {file}")
     typer.echo(
         "servers using this file refuse it within auth.reload_s (default 2 s); "
         "`kill -HUP PID` makes one re-read the file at once",
+        err=True,
+    )
+    _publish_keys(file, redis, redis_prefix)
+
+
+@keys_app.command("publish")
+def keys_publish(
+    file: KeysFileOption,
+    redis: Annotated[str, typer.Option("--redis", help="Redis to publish to (redis://...).")],
+    redis_prefix: RedisPrefixOption = "miniml:keys",
+) -> None:
+    """Copy the keys file's records (hashes only) to Redis: servers with auth.keys_redis follow them."""
+    _check_redis_url(redis)
+    _publish_keys(file, redis, redis_prefix)
+
+
+def _check_redis_url(url: str | None) -> None:
+    if url is not None and not url.startswith(("redis://", "rediss://")):
+        raise ConfigError("--redis must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0)")
+
+
+def _publish_keys(file: Path, url: str | None, prefix: str) -> None:
+    """Publish the keys file to Redis when ``url`` is given."""
+    if url is None:
+        return
+    from miniml.serve.auth import read_keys_file
+    from miniml.serve.sharedkeys import publish_keys, redact
+
+    records = read_keys_file(file)
+    version = publish_keys(url, records, prefix=prefix)
+    typer.echo(
+        f"published {len(records)} key(s) to {redact(url)} {prefix} (version {version}); servers with "
+        "auth.keys_redis follow it within auth.reload_s (default 2 s)",
         err=True,
     )
 

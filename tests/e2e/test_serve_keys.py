@@ -5,31 +5,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from serve_support import REPO, ServerProcess, wait_until, write_yaml
-
-
-def status(server: ServerProcess, key: str) -> int:
-    r = httpx.post(
-        f"{server.url}/v1/models/toy/predict",
-        json={"inputs": ["jag bor i stockholm"]},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=10,
-    )
-    return r.status_code
-
-
-def seconds_until(server: ServerProcess, key: str, wanted: int, limit: float) -> float:
-    """Time until ``key`` is answered ``wanted`` (polling every 50 ms), failing after ``limit`` seconds."""
-    start = time.monotonic()
-    while (got := status(server, key)) != wanted:
-        assert time.monotonic() - start < limit, f"still {got} after {limit}s; log: {server.log()[-1500:]}"
-        time.sleep(0.05)
-    return time.monotonic() - start
+from serve_support import REPO, ServerProcess, seconds_until, status, wait_until, write_yaml
 
 
 def keys_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,6 @@
 """Access control, in one place: who is calling (authenticate), may they use this model now (admit), and
-their budgets (spend). Every route goes through it; the keys follow the keys file while the server runs.
+their budgets (spend). Every route goes through it; the keys follow the keys file (and the keys shared
+through Redis) while the server runs.
 
 - ``authenticate``: the caller's key record from ``Authorization: Bearer KEY`` or ``X-API-Key`` (401);
   None when keys are off.
@@ -25,6 +26,7 @@ from miniml.serve.metrics import ServeMetrics
 from miniml.serve.ratelimit import RateLimited, RateLimiter
 from miniml.serve.requestinfo import request_info
 from miniml.serve.settings import ApiKeyRecord, ServeSettings
+from miniml.serve.sharedkeys import SharedKeysWatcher, read_shared_keys
 
 log = logging.getLogger("miniml.serve")
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="miniml"'}
@@ -50,7 +52,14 @@ class Access:
         self.keys_watcher = (
             KeysWatcher(auth.keys_file, auth.reload_s, self.use_keys) if auth.keys_file else None
         )
-        self.keys = KeyStore.from_settings(auth, host=settings.server.host)
+        self.shared_watcher: SharedKeysWatcher | None = None
+        shared: list[ApiKeyRecord] = []
+        if auth.keys_redis:  # read with its version: a publish in between is seen by the watcher
+            version, shared = read_shared_keys(auth.keys_redis, prefix=auth.keys_redis_prefix)
+            self.shared_watcher = SharedKeysWatcher(
+                auth.keys_redis, auth.keys_redis_prefix, auth.reload_s, version, self.use_shared_keys
+            )
+        self.keys = KeyStore.from_settings(auth, host=settings.server.host, shared=shared)
         self.limiter = RateLimiter(settings.ratelimit)
         self.limiter.register(self.keys.records)
         self.open_routes = frozenset(auth.open_routes)
@@ -60,12 +69,21 @@ class Access:
 
     # ---------------------------------------------------------------- keys
     def use_keys(self, file_records: list[ApiKeyRecord]) -> None:
-        """Serve with the keys file's new records (plus ``auth.keys``) from the next request on."""
-        records = [*file_records, *self.settings.auth.keys]
+        """Serve with the keys file's new records (plus the shared ones and ``auth.keys``) from the next
+        request on."""
+        self._use(file_records, self.keys.from_redis)
+
+    def use_shared_keys(self, shared: list[ApiKeyRecord]) -> None:
+        """Serve with the new shared keys from Redis (plus the file's and ``auth.keys``)."""
+        self._use(self.keys.from_file, shared)
+
+    def _use(self, file_records: list[ApiKeyRecord], shared: list[ApiKeyRecord]) -> None:
+        records = [*file_records, *shared, *self.settings.auth.keys]
         enabled = self.settings.auth.enabled
         if enabled is None:  # automatic: on as soon as a key exists, and never off again once on
             enabled = self.keys.enabled or bool(records)
         store = KeyStore(records, enabled=enabled, allow_empty=True)
+        store.from_file, store.from_redis = file_records, shared
         before = {r.name: r for r in self.keys.records}
         after = {r.name: r for r in store.records}
         self.limiter.register(store.records)
@@ -78,9 +96,11 @@ class Access:
         log.info("API keys reloaded", extra={"fields": {**fields, "changed": changed, "keys": len(after)}})
 
     def reload_keys_soon(self) -> None:
-        """Re-read the keys file now (SIGHUP); a no-op without one."""
+        """Re-read the keys file and the shared keys now (SIGHUP); a no-op without them."""
         if self.keys_watcher is not None:
             self.keys_watcher.wake()
+        if self.shared_watcher is not None:
+            self.shared_watcher.wake()
 
     # ---------------------------------------------------------------- rules
     def authenticate(self, request: Request) -> ApiKeyRecord | None:

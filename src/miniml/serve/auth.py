@@ -11,7 +11,8 @@ The keys file (YAML or JSON) holds ``{"keys": [{"name", "sha256", "models", "req
 A running server follows the file (:class:`KeysWatcher`): it checks the file's inode, size and mtime every
 ``auth.reload_s`` seconds (2 by default) and re-reads it on SIGHUP, so ``miniml keys revoke`` (and new keys,
 changed models or budgets) take effect within that interval, without a restart. Replicas on several hosts
-share the keys by sharing the file (a mounted volume or config map). A file that no longer parses keeps the
+share the keys by sharing the file (a mounted volume or config map) or through Redis (``auth.keys_redis``,
+:mod:`miniml.serve.sharedkeys`). A file that no longer parses keeps the
 previous keys and logs an error (an atomic writer such as ``miniml keys`` never leaves one behind); a
 server that started with keys never opens up when the last key is revoked: every request is then a 401.
 """
@@ -154,22 +155,29 @@ class KeyStore:
                 hint="set auth.keys_file (create keys with `miniml keys create`) or auth.keys",
             )
         self._digests = [(bytes.fromhex(r.sha256), r) for r in self.records]
+        self.from_file: list[ApiKeyRecord] = []  # where the records came from, for reloads of one source
+        self.from_redis: list[ApiKeyRecord] = []
 
     @classmethod
-    def from_settings(cls, settings: AuthSettings, *, host: str = "127.0.0.1") -> KeyStore:
-        """Keys from ``keys_file`` plus ``keys`` (which the environment can set).
+    def from_settings(
+        cls, settings: AuthSettings, *, host: str = "127.0.0.1", shared: Sequence[ApiKeyRecord] = ()
+    ) -> KeyStore:
+        """Keys from ``keys_file``, the ``shared`` ones (from ``auth.keys_redis``) and ``keys`` (which the
+        environment can set).
 
         Listening on a non-loopback ``host`` requires keys unless ``auth.enabled`` is explicitly false.
         """
-        records = read_keys_file(settings.keys_file) if settings.keys_file else []
-        records = [*records, *settings.keys]
+        from_file = read_keys_file(settings.keys_file) if settings.keys_file else []
+        records = [*from_file, *shared, *settings.keys]
         if settings.enabled is None and not records and not is_loopback(host):
             raise ConfigError(
                 f"serving on {host} (reachable from other machines) without API keys",
                 hint="create keys with `miniml keys create NAME --file keys.yaml` and set auth.keys_file, "
                 "or set auth.enabled: false to serve without keys on purpose",
             )
-        return cls(records, enabled=settings.enabled)
+        store = cls(records, enabled=settings.enabled)
+        store.from_file, store.from_redis = from_file, list(shared)
+        return store
 
     def authenticate(self, key: str) -> ApiKeyRecord | None:
         """The record whose hash matches ``key``, comparing against every record in constant time."""

@@ -141,7 +141,19 @@ class AuthSettings(StepConfig):
     )
     keys_file: Path | None = None
     reload_s: float = Field(
-        default=2.0, gt=0, le=3600, description="check the keys file for changes this often (also on SIGHUP)"
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="check the keys file (and shared keys) for changes this often (also on SIGHUP)",
+    )
+    keys_redis: str | None = Field(
+        default=None,
+        pattern=r"^rediss?://",
+        description="also follow the keys published to this Redis (`miniml keys publish`): replicas on "
+        "several hosts share keys without sharing a file",
+    )
+    keys_redis_prefix: str = Field(
+        default="miniml:keys", min_length=1, description="Redis key of the shared keys"
     )
     keys: list[ApiKeyRecord] = Field(default_factory=list)
     open_routes: list[str] = Field(

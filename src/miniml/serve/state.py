@@ -52,9 +52,10 @@ class ServerState:
         await self.models.start(loaded)
         self.access.loading = False
         self.access_log.start()
-        watcher = self.access.keys_watcher
-        if watcher is not None:
-            self._tasks.append(asyncio.create_task(watcher.run(), name="keys-watcher"))
+        if self.access.keys_watcher is not None:
+            self._tasks.append(asyncio.create_task(self.access.keys_watcher.run(), name="keys-watcher"))
+        if self.access.shared_watcher is not None:
+            self._tasks.append(asyncio.create_task(self.access.shared_watcher.run(), name="shared-keys"))
         self.status = "ready"
 
     async def stop(self) -> None:
