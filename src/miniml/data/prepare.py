@@ -111,7 +111,7 @@ def build(the_plan: Plan, *, mirror: str | None = None) -> Dataset:
         require_columns(rows, config.clean.dedup_on, "clean.dedup_on")
         splits, more = cross_split_dedup(splits, config.clean.dedup_on)
         _add(dropped, more)
-    _check_not_empty(splits, dropped)
+    _check_not_empty(splits, dropped, config)
     return write_dataset(
         config.name,
         the_plan.fingerprint,
@@ -159,8 +159,11 @@ def _add(total: Dropped, more: Dropped) -> None:
         total[reason] = total.get(reason, 0) + count
 
 
-def _check_not_empty(splits: dict[str, pd.DataFrame], dropped: Dropped) -> None:
-    if "train" in splits:
+def _check_not_empty(splits: dict[str, pd.DataFrame], dropped: Dropped, config: PrepareConfig) -> None:
+    """No train rows is an error, unless every source sends its rows elsewhere (an evaluation-only set)."""
+    by_fractions = config.split.train > 0 and any(s.split is None for s in config.sources)
+    wants_train = by_fractions or any(s.split == "train" for s in config.sources)
+    if "train" in splits or (splits and not wants_train):
         return
     why = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "nothing dropped"
     left = ", ".join(f"{k} {len(v)}" for k, v in splits.items()) or "no rows at all"

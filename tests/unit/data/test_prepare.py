@@ -150,5 +150,23 @@ def test_max_rows_caps_one_source_after_cleaning(tmp_path: Path) -> None:
     assert train["source"].value_counts().to_dict() == {"big": 12, "small": 10}
     assert ds.manifest.dropped == {"too_short": 1, "duplicate": 1, "source_cap": 28}  # 40 clean rows → 12
     assert "_source" not in train.columns
-    with pytest.raises(ConfigError, match="max_rows"):
-        load_config(PrepareConfig, tmp_path / "data.yaml", ["sources.0.max_rows=0"], base_dir_key="base_dir")
+    (tmp_path / "data.yaml").write_text(
+        "name: capped\nsources:\n  - {path: big.txt, format: text, input: text, label: a, max_rows: 0}\n"
+    )
+    with pytest.raises(ConfigError, match=r"sources\.0\.max_rows.*greater than or equal to 1"):
+        load_config(PrepareConfig, tmp_path / "data.yaml", base_dir_key="base_dir")
+
+
+def test_an_evaluation_only_dataset_needs_no_train_rows(tmp_path: Path) -> None:
+    (tmp_path / "held.txt").write_text("held out sentence one\nheld out sentence two\n")
+    (tmp_path / "data.yaml").write_text(
+        "name: heldout\nsources:\n  - {path: held.txt, format: text, input: text, label: a, split: test}\n"
+    )
+    ds = prepare(load_config(PrepareConfig, tmp_path / "data.yaml", base_dir_key="base_dir"))
+    assert ds.manifest.counts == {"test": 2}
+    (tmp_path / "data.yaml").write_text(
+        "name: heldout\nsources:\n  - {path: held.txt, format: text, input: text, label: a}\n"
+        "clean: {min_chars: 50}\n"
+    )
+    with pytest.raises(DataError, match="no training rows left"):  # rows split by fractions must reach train
+        prepare(load_config(PrepareConfig, tmp_path / "data.yaml", base_dir_key="base_dir"))
