@@ -62,7 +62,15 @@ class MinimlTrainer(Trainer):
             return super().train(*args, **kwargs)
 
     def _sparse_grads(self, model: nn.Module) -> list[torch.Tensor] | None:
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        """The gradients, sparse ones coalesced in place (once: the norm and the optimizer both need it)."""
+        grads = []
+        for param in model.parameters():
+            grad = param.grad
+            if grad is None:
+                continue
+            if grad.is_sparse and not grad.is_coalesced():
+                grad = param.grad = grad.coalesce()
+            grads.append(grad)
         return grads if any(g.is_sparse for g in grads) else None
 
     def _clip_grad_norm(self, model: nn.Module) -> Any:
