@@ -3,10 +3,11 @@
     python bench/langid_compare.py models:/nordic-langid@champion [--dataset nordic-langid] [--split test]
         [--detectors lingua,pycld2,langid] [--batch-size 256] [--locale-dir /usr/share/locale] [--json OUT]
 
-Prints, for miniml and each detector: F1 per class, macro-F1 (all rows, then UD and NordicDSL rows apart),
-and microseconds per sentence on ONE core (miniml batched, featurization included; lingua through its batch
-API on one rayon thread; pycld2 and langid one call per sentence, which is all they offer). Then two
-held-out probes from the machine's gettext catalogs (software messages, a domain none of the training data
+Prints, for miniml and each detector: F1 per class and macro-F1 over all rows, microseconds per sentence on
+ONE core (miniml batched, featurization included; lingua through its batch API on one rayon thread; pycld2
+and langid one call per sentence, which is all they offer), then macro-F1 per source family (``ud``,
+``nordicdsl``, ``ntrex``, ...: the ``source`` column up to its first ``/``; over the labels each has). Then
+two held-out probes from the machine's gettext catalogs (software messages, a domain none of the training data
 comes from): accuracy on da / sv / nb / nn messages, and how often messages in languages the model never
 saw in training come out as ``other``. The probe depends on which Debian packages are installed; the script
 prints how many messages and languages it used. Last line: the machine.
@@ -176,9 +177,14 @@ def measure(name: str, detect: Detector, test: pd.DataFrame, probe: pd.DataFrame
     pred = pd.Series(labels, index=test.index)
     result: dict[str, Any] = {"name": name, "all": f1_row(test["target"], pred)}
     result |= {"us_per_sentence": wall_us, "cpu_us_per_sentence": cpu_us}
+    result["by_length"] = length_accuracy(test, pred)
     if "source" in test:
+        result["groups"] = []
         for group, mask in source_groups(test["source"]).items():
-            result[group] = f1_row(test["target"][mask], pred[mask])
+            present = [c for c in CLASSES if (test["target"][mask] == c).any()]
+            row = f1_row(test["target"][mask], pred[mask])
+            result[group] = row | {"macro_f1": float(np.mean([row[c] for c in present]))}
+            result["groups"].append(group)
     if len(probe):
         got = pd.Series(detect(probe["input"].tolist()), index=probe.index)
         scand = probe["kind"] == "scandinavian"
@@ -191,23 +197,49 @@ def measure(name: str, detect: Detector, test: pd.DataFrame, probe: pd.DataFrame
     return result
 
 
+def length_accuracy(test: pd.DataFrame, pred: pd.Series) -> dict[str, float]:
+    """Accuracy per word-count bucket (as in miniml's evaluation report), and 4-8 words per Nordic label."""
+    from miniml.evaluate.metrics import LENGTH_BUCKETS, word_counts
+
+    words = pd.Series(word_counts(test["input"].tolist()), index=test.index)
+    right = pred == test["target"]
+    out: dict[str, float] = {}
+    for name, low, high in LENGTH_BUCKETS:
+        inside = (words >= low) & (words <= (high or 10**9))
+        out[name] = float(right[inside].mean()) if inside.any() else float("nan")
+    inside = (words >= 4) & (words <= 8)
+    for label in ("da", "nb", "nn", "sv"):
+        mask = inside & (test["target"] == label)
+        out[f"4-8/{label}"] = float(right[mask].mean()) if mask.any() else float("nan")
+    return out
+
+
 def source_groups(source: pd.Series) -> dict[str, pd.Series]:
-    """Row masks for the UD treebanks and NordicDSL (its text is lower-cased, without punctuation)."""
-    ud = source.str.startswith("ud")
-    dsl = source.str.startswith("nordicdsl")
-    return {k: m for k, m in {"ud": ud, "nordicdsl": dsl}.items() if m.any()}
+    """Row masks per source family: the part of ``source`` before the first ``/`` (``ud``, ``ntrex``, ...)."""
+    family = source.astype(str).str.split("/").str[0]
+    return {name: family == name for name in sorted(family.unique())}
 
 
 # ---------------------------------------------------------------- report
 def markdown(results: list[dict[str, Any]], probe: pd.DataFrame) -> str:
-    head = "| detector | " + " | ".join(f"F1 {c}" for c in CLASSES) + " | macro-F1 | UD | NordicDSL |"
+    head = "| detector | " + " | ".join(f"F1 {c}" for c in CLASSES) + " | macro-F1 |"
     head += " µs/sent (wall) | µs/sent (CPU) |"
-    lines = [head, "|" + "---|" * (len(CLASSES) + 7)]
+    lines = [head, "|" + "---|" * (len(CLASSES) + 4)]
     for r in results:
         cells = [f"{r['all'][c]:.3f}" for c in CLASSES] + [f"**{r['all']['macro_f1']:.4f}**"]
-        cells += [f"{r[g]['macro_f1']:.4f}" if g in r else "-" for g in ("ud", "nordicdsl")]
         cells += [f"{r['us_per_sentence']:.1f}", f"{r['cpu_us_per_sentence']:.1f}"]
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    groups = results[0].get("groups", []) if results else []
+    if groups:
+        lines += ["", "macro-F1 over the labels each source family has, same rows:", ""]
+        lines += ["| detector | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
+        for r in results:
+            lines.append(f"| {r['name']} | " + " | ".join(f"{r[g]['macro_f1']:.4f}" for g in groups) + " |")
+    keys = list(results[0]["by_length"]) if results else []
+    lines += ["", "Accuracy by length (words), same rows; then 4-8 words per Nordic label:", ""]
+    lines += ["| detector | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for r in results:
+        lines.append(f"| {r['name']} | " + " | ".join(f"{r['by_length'][k]:.3f}" for k in keys) + " |")
     if len(probe):
         n_unseen = probe.loc[probe["kind"] == "unseen", "lang"].nunique()
         lines += [
