@@ -199,7 +199,7 @@ def measure(name: str, detect: Detector, test: pd.DataFrame, probe: pd.DataFrame
 
 def length_accuracy(test: pd.DataFrame, pred: pd.Series) -> dict[str, float]:
     """Accuracy per word-count bucket (as in miniml's evaluation report), and 4-8 words per Nordic label."""
-    from miniml.evaluate.metrics import LENGTH_BUCKETS, word_counts
+    from miniml.metrics.classification import LENGTH_BUCKETS, word_counts
 
     words = pd.Series(word_counts(test["input"].tolist()), index=test.index)
     right = pred == test["target"]

@@ -122,7 +122,7 @@ def f1_by_label(y_true: pd.Series, y_pred: pd.Series, labels: list[str]) -> dict
 
 def length_accuracy(rows: pd.DataFrame, pred: pd.Series) -> dict[str, float]:
     """Accuracy per word-count bucket, and on 4-8 words per Nordic label (``4-8/da``...)."""
-    from miniml.evaluate.metrics import LENGTH_BUCKETS, word_counts
+    from miniml.metrics.classification import LENGTH_BUCKETS, word_counts
 
     words = pd.Series(word_counts(rows["input"].tolist()), index=rows.index)
     right = pred == rows["target"]
