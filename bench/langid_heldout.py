@@ -3,7 +3,7 @@
     python bench/langid_heldout.py [--data examples/nordic-langid/data.yaml]
         [--train examples/nordic-langid/train.yaml] [--folds "flores,tatoeba,dkhate,npk;ntrex,xsid,..."]
         [--per-group 500] [--set TRAIN_KEY=VALUE ...] [--data-set DATA_KEY=VALUE ...] [--model MODEL_URI]
-        [--detectors lingua,pycld2,langid] [--json OUT]
+        [--fold-models "FOLDER1;FOLDER2"] [--detectors lingua,pycld2,langid] [--json OUT]
 
 A source's family is the first part of its ``source`` extra (``flores`` for ``flores/{code}``). For each
 fold (``;`` between folds, ``,`` between families) the data step prepares two datasets from the data
@@ -12,7 +12,10 @@ all in ``test`` (what it is scored on). The held-out set keeps at most ``--per-g
 ``source`` value (e.g. ``flores/nn``; seeded), minus any text that is also in the fold's training data.
 The train config is trained on the first (no registry; ``--set`` overrides its keys) and the fold's model
 is scored on the second. With ``--model`` nothing is trained: that one model is scored on every fold's
-held-out set (e.g. a champion trained before these sources existed, for "before" figures).
+held-out set (e.g. a champion trained before these sources existed, for "before" figures). With
+``--fold-models`` (one per fold, ``;`` between them) each fold is scored with the model an earlier run of
+this script trained for it (the folder its ``fold N: trained in ...`` line printed), e.g. folds trained
+side by side in separate runs, then scored together for the pooled figures.
 
 Prints per fold, then over all folds together (each row scored by the model that did not see its source):
 F1 per label and macro-F1 for miniml and each detector, the gap of miniml to the best detector per label,
@@ -203,6 +206,7 @@ def main() -> int:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="train config KEY=VALUE")
     parser.add_argument("--data-set", dest="data_sets", action="append", default=[], help="data KEY=VALUE")
     parser.add_argument("--model", default=None, help="score this model on every fold instead of training")
+    parser.add_argument("--fold-models", default=None, help="';'-separated: a trained model per fold")
     parser.add_argument("--detectors", default="lingua,pycld2,langid", help="comma-separated; '' for none")
     parser.add_argument("--cache", type=Path, default=None, help="detector answers (default: MINIML_HOME)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
@@ -216,6 +220,9 @@ def main() -> int:
     cache = DetectorCache(args.cache or paths.home() / "bench" / "langid-detectors.json")
     detectors = {n: DETECTORS[n]() for n in filter(None, args.detectors.split(","))}
     folds = [set(f.split(",")) for f in args.folds.split(";")]
+    fold_models = args.fold_models.split(";") if args.fold_models else None
+    if fold_models is not None and (len(fold_models) != len(folds) or args.model):
+        raise SystemExit("error: --fold-models needs one model per fold (';' between them) and no --model")
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "folds": []}
     every: list[pd.DataFrame] = []
     for i, held in enumerate(folds, start=1):
@@ -227,8 +234,8 @@ def main() -> int:
             flush=True,
         )
         seconds = None
-        if args.model:
-            model = args.model
+        if args.model or fold_models:
+            model = args.model or (fold_models[i - 1] if fold_models else "")
         else:
             folder, seconds = train_fold(args.train, train, args.sets)
             model = str(folder)
