@@ -246,13 +246,16 @@ def evaluate_cmd(
     ],
     split: Annotated[str, typer.Option("--split", help="Split to score.")] = "test",
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the report and plots.")] = None,
+    no_constraint: Annotated[
+        bool, typer.Option("--no-constraint", help="Generative models: ignore the model's saved constraint.")
+    ] = False,
 ) -> None:
     """Score a model on a dataset split: metrics JSON on stdout, report + plots as files."""
     import json
 
     from miniml.evaluate import evaluate_model
 
-    result = evaluate_model(model, dataset, split, out_dir=out)
+    result = evaluate_model(model, dataset, split, out_dir=out, constrained=not no_constraint)
     typer.echo(json.dumps(result.metrics, indent=2, sort_keys=True))
     typer.echo(f"report: {result.report_dir / 'report.md'}", err=True)
 
@@ -439,6 +442,9 @@ def keys_create(
     ] = None,
     requests: Annotated[str | None, typer.Option(help="Request budget, e.g. 100/second.")] = None,
     chars: Annotated[str | None, typer.Option(help="Input-character budget, e.g. 1000000/minute.")] = None,
+    tokens: Annotated[
+        str | None, typer.Option(help="Generation token budget (prompt + generated), e.g. 100000/minute.")
+    ] = None,
     redis: RedisOption = None,
     redis_prefix: RedisPrefixOption = "miniml:keys",
 ) -> None:
@@ -446,7 +452,7 @@ def keys_create(
     from miniml.serve.auth import add_key
 
     _check_redis_url(redis)
-    key = add_key(file, name, models=model or ["*"], requests=requests, chars=chars)
+    key = add_key(file, name, models=model or ["*"], requests=requests, chars=chars, tokens=tokens)
     typer.echo(key)
     typer.echo(
         f"stored the hash of key {name!r} in {file}; the key is not shown again "
@@ -462,7 +468,8 @@ def keys_list(file: KeysFileOption) -> None:
     from miniml.serve.auth import read_keys_file
 
     for r in read_keys_file(file):
-        budgets = ", ".join(f"{k}={v}" for k, v in (("requests", r.requests), ("chars", r.chars)) if v)
+        named = (("requests", r.requests), ("chars", r.chars), ("tokens", r.tokens))
+        budgets = ", ".join(f"{k}={v}" for k, v in named if v)
         typer.echo(f"{r.name}\tmodels={','.join(r.models)}\t{budgets}")
 
 

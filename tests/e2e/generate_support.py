@@ -23,6 +23,7 @@ def gen_server(
     keys = {
         "admin": add_key(keys_file, "admin"),
         "metered": add_key(keys_file, "metered", requests="2/minute"),
+        "tokens": add_key(keys_file, "tokens", requests="1000/minute", tokens="200/minute"),
     }
     models = [tg.trained_folder("t5"), tg.trained_folder("gpt2"), tg.endless_folder(), toy_model]
     config = write_yaml(
@@ -31,7 +32,7 @@ def gen_server(
             "models": [str(m) for m in models],
             "auth": {"keys_file": "keys.yaml"},
             "limits": {"max_inputs": 8, "max_chars": 2000},
-            "generation": {"max_new_tokens": 4096},
+            "generation": {"max_new_tokens": 4096, "guided": {"max_chars": 4000}},
             "batching": {"max_batch_size": 16, "max_wait_ms": 30, "request_timeout_s": 120, "threads": 1},
         },
     )

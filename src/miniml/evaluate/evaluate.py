@@ -49,14 +49,20 @@ def evaluate_model(
     *,
     out_dir: Path | None = None,
     run_id: str | None = None,
+    constrained: bool = True,
 ) -> EvaluationResult:
-    """Evaluate a model folder or ``models:/`` URI on a dataset split; report under ``out_dir``."""
+    """Evaluate a model folder or ``models:/`` URI on a dataset split; report under ``out_dir``.
+
+    Generative models answer under their own constraint, if they have one, unless ``constrained`` is false.
+    """
     loaded = load_model(model)
     task = get_task(loaded.info.task)
     data = open_dataset(dataset)
     frame = data.split(split)
     with progress("evaluate", len(frame)) as advance:
-        options = EvaluateOptions(progress=advance, source=f"{split} split of {data.name}")
+        options = EvaluateOptions(
+            progress=advance, source=f"{split} split of {data.name}", constrained=constrained
+        )
         evaluation = task.evaluate(loaded, frame, options)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out_dir = out_dir or paths.home() / "reports" / loaded.info.name / f"{data.name}-{split}-{stamp}"

@@ -15,19 +15,23 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from miniml.errors import MinimlError
+from miniml.errors import MinimlError, ModelError
 from miniml.models.hf import end_token_id
+from miniml.runtime.decoding.rows import FinishReason, RowText, cut_at_stop, held_back
 
 if TYPE_CHECKING:
     import torch
 
+    from miniml.guided.compiler import CompiledConstraint, GuidedCompiler, GuidedLimits
+    from miniml.guided.spec import GuidedSpec
+    from miniml.guided.template import ModelConstraint
     from miniml.modelfolder import ModelInfo
 
-FinishReason = Literal["stop", "length", "cancelled"]
+__all__ = ["FinishReason", "GenerationParams", "GenerationResult", "Generator", "cut_at_stop", "held_back"]
 
 
 class PromptFormat(Protocol):
@@ -75,86 +79,45 @@ class PromptTooLongError(MinimlError):
     """A prompt exceeds the model's prompt-token cap."""
 
 
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to the earliest stop string, and whether one was found."""
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return (text[: min(hits)], True) if hits else (text, False)
-
-
-def held_back(text: str, stops: Sequence[str]) -> int:
-    """How many trailing characters might start a stop string (not streamed until resolved)."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:size]):
-                longest = size
-                break
-    return longest
-
-
 class _RowTracker:
-    """A stopping criterion that follows every row's tokens and text, and streams the new pieces."""
+    """A stopping criterion that follows every row's tokens and text (one ``RowText`` each) and streams the
+    new pieces."""
 
     def __init__(
         self,
-        decode: Callable[[list[int]], str],
-        params: Sequence[GenerationParams],
-        end_ids: set[int],
+        rows: Sequence[RowText],
         cancel: Sequence[threading.Event | None],
         on_step: Callable[[list[str]], None] | None,
     ) -> None:
-        self.decode, self.params, self.end_ids = decode, list(params), end_ids
-        self.cancel, self.on_step = list(cancel), on_step
-        size = len(self.params)
-        self.tokens: list[list[int]] = [[] for _ in range(size)]
-        self.text = [""] * size
-        self.sent = [""] * size
-        self.finish: list[FinishReason | None] = [None] * size
+        self.rows, self.cancel, self.on_step = list(rows), list(cancel), on_step
+
+    @property
+    def finish(self) -> list[FinishReason | None]:
+        return [row.finish for row in self.rows]
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         import torch
 
-        for row, token in enumerate(input_ids[:, -1].tolist()):
-            if self.finish[row] is None:
-                self._advance(row, int(token))
-        for row, event in enumerate(self.cancel):
-            if event is not None and event.is_set() and self.finish[row] is None:
-                self.finish[row] = "cancelled"
+        for row, token in zip(self.rows, input_ids[:, -1].tolist(), strict=True):
+            row.add(int(token))
+        for row, event in zip(self.rows, self.cancel, strict=True):
+            if event is not None and event.is_set():
+                row.end("cancelled")
         self._emit()
         return torch.tensor([f is not None for f in self.finish], dtype=torch.bool, device=input_ids.device)
-
-    def _advance(self, row: int, token: int) -> None:
-        params = self.params[row]
-        if token in self.end_ids:
-            self.finish[row] = "stop"
-            return
-        self.tokens[row].append(token)
-        text, stopped = cut_at_stop(self.decode(self.tokens[row]), params.stop)
-        self.text[row] = text
-        if stopped:
-            self.finish[row] = "stop"
-        elif len(self.tokens[row]) >= params.max_new_tokens:
-            self.finish[row] = "length"
 
     def _emit(self) -> None:
         """Send each row the text it has not sent yet, minus what may still turn into a stop string."""
         if self.on_step is None:
             return
-        pieces = []
-        for row, text in enumerate(self.text):
-            ready = text
-            if self.finish[row] is None:
-                ready = text[: len(text) - held_back(text, self.params[row].stop)]
-                ready = ready.rstrip("\ufffd")  # an incomplete multi-byte character: wait for the rest
-            piece = ready[len(self.sent[row]) :] if ready.startswith(self.sent[row]) else ""
-            self.sent[row] += piece
-            pieces.append(piece)
+        pieces = [row.piece() for row in self.rows]
         if any(pieces):
             self.on_step(pieces)
 
     def close(self) -> None:
         """Rows still open when generation ended ran out of tokens; flush what they hold."""
-        self.finish = [f or "length" for f in self.finish]
+        for row in self.rows:
+            row.end("length")
         self._emit()
 
 
@@ -173,6 +136,9 @@ class Generator:
             _as_list(self.model.generation_config.eos_token_id)
         )
         self.device = next(self.model.parameters()).device
+        self.constraint = model_constraint(info)
+        self._guide: GuidedCompiler | None = None
+        self._guide_lock = threading.Lock()
 
     @property
     def max_prompt_tokens(self) -> int:
@@ -208,11 +174,24 @@ class Generator:
         )
 
     def generate(
-        self, prompts: Sequence[str], params: GenerationParams | None = None, *, truncate: bool = False
+        self,
+        prompts: Sequence[str],
+        params: GenerationParams | None = None,
+        *,
+        truncate: bool = False,
+        guided: GuidedSpec | None = None,
+        use_model_constraint: bool = True,
     ) -> list[str]:
-        """Answer every prompt (one batch); over-long prompts are refused unless ``truncate``."""
+        """Answer every prompt (one batch); over-long prompts are refused unless ``truncate``.
+
+        ``guided`` constrains every answer; otherwise the model's own constraint applies, if it has one
+        and ``use_model_constraint`` is true.
+        """
         ids = [self.encode_prompt(p, truncate=truncate) for p in prompts]
-        return [r.text for r in self.run(ids, [params or self.default_params] * len(ids))]
+        constraints = [self.constraint_for(p, guided, use_model=use_model_constraint) for p in prompts]
+        return [
+            r.text for r in self.run(ids, [params or self.default_params] * len(ids), constraints=constraints)
+        ]
 
     def stream(
         self,
@@ -245,26 +224,83 @@ class Generator:
         params: Sequence[GenerationParams],
         cancel: Sequence[threading.Event | None] | None = None,
         on_step: Callable[[list[str]], None] | None = None,
+        constraints: Sequence[CompiledConstraint | None] | None = None,
     ) -> list[GenerationResult]:
-        """Generate for already-encoded prompts in one batch; rows must share ``sampling_key()``."""
+        """Generate for already-encoded prompts in one batch; rows must share ``sampling_key()``.
+
+        ``constraints`` (one per row, None for free text) restrict rows to a compiled grammar.
+        """
         if len({p.sampling_key() for p in params}) > 1:
             raise MinimlError("rows of one generation batch must share temperature, top_p and num_beams")
         if not prompt_ids:
             return []
         first = params[0]
+        guided = list(constraints or [None] * len(params))
         if first.num_beams > 1:
+            if any(c is not None for c in guided):
+                raise MinimlError("guided decoding needs num_beams: 1", hint="set num_beams to 1")
             if on_step is not None:
                 raise MinimlError("streaming needs num_beams: 1", hint="set num_beams to 1 or stream: false")
             return self._run_beams(prompt_ids, params)
-        tracker = _RowTracker(self._decode, params, self.end_ids, cancel or [None] * len(params), on_step)
-        self._generate(prompt_ids, first, max(p.max_new_tokens for p in params), stopping=tracker)
+        rows = [self.row_text(p, c is not None) for p, c in zip(params, guided, strict=True)]
+        tracker = _RowTracker(rows, cancel or [None] * len(params), on_step)
+        processors = self._guided_processor(guided, tracker)
+        max_new = max(p.max_new_tokens for p in params)
+        self._generate(prompt_ids, first, max_new, stopping=tracker, processors=processors)
         tracker.close()
         return [
-            GenerationResult(text, len(ids), len(tokens), finish or "length")
-            for text, ids, tokens, finish in zip(
-                tracker.text, prompt_ids, tracker.tokens, tracker.finish, strict=True
-            )
+            GenerationResult(row.text, len(ids), len(row.tokens), row.finish or "length")
+            for row, ids in zip(rows, prompt_ids, strict=True)
         ]
+
+    def row_text(self, params: GenerationParams, guided: bool = False) -> RowText:
+        """The text tracker of one row (guided rows of WordPiece models decode the grammar's own text)."""
+        decode = self._decode
+        if guided and not self.guide.vocab.exact:
+            decode = self.guide.surface_text
+        return RowText(decode, params.stop, params.max_new_tokens, self.end_ids)
+
+    def _guided_processor(self, guided: list[CompiledConstraint | None], tracker: _RowTracker) -> list[Any]:
+        if not any(c is not None for c in guided):
+            return []
+        from miniml.guided.mask import GuidedLogitsProcessor, GuidedRows
+
+        matchers = [c.matcher() if c is not None else None for c in guided]
+        rows = GuidedRows(matchers, self.guide.vocab.size, sorted(self.end_ids))
+        return [GuidedLogitsProcessor(rows, finished=lambda r: tracker.rows[r].finish is not None)]
+
+    # ---------------------------------------------------------------- guided decoding
+    @property
+    def guide(self) -> GuidedCompiler:
+        """The constraint compiler for this model's tokenizer (built on first use)."""
+        with self._guide_lock:
+            if self._guide is None:
+                self._guide = build_compiler(self.tokenizer, sorted(self.end_ids), self.vocab_size)
+            return self._guide
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the model's logits (may exceed the tokenizer's vocabulary)."""
+        embeddings = self.model.get_output_embeddings()
+        return int(embeddings.weight.shape[0]) if embeddings is not None else len(self.tokenizer)
+
+    def constraint_for(
+        self,
+        prompt: str,
+        spec: GuidedSpec | None = None,
+        *,
+        use_model: bool = True,
+        limits: GuidedLimits | None = None,
+    ) -> CompiledConstraint | None:
+        """The compiled constraint of one row: the request's ``spec``, else the model's own (its template
+        filled from ``prompt``) unless ``use_model`` is false, else None."""
+        if spec is not None:
+            return self.guide.compile(spec, limits)
+        if use_model and self.constraint is not None:
+            return self.guide.compile_lark(
+                self.constraint.render(prompt, self.guide.speller), "model constraint"
+            )
+        return None
 
     def _run_beams(
         self, prompt_ids: Sequence[list[int]], params: Sequence[GenerationParams]
@@ -281,11 +317,16 @@ class Generator:
         return results
 
     def _generate(
-        self, prompt_ids: Sequence[list[int]], params: GenerationParams, max_new: int, stopping: Any = None
+        self,
+        prompt_ids: Sequence[list[int]],
+        params: GenerationParams,
+        max_new: int,
+        stopping: Any = None,
+        processors: Sequence[Any] = (),
     ) -> tuple[torch.Tensor, int]:
         """One ``model.generate`` call over the padded batch; returns the ids and where answers start."""
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         batch = self._pad(prompt_ids)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new, "num_beams": params.num_beams}
@@ -295,6 +336,8 @@ class Generator:
             kwargs.update(do_sample=False)
         if stopping is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([stopping])
+        if processors:  # applied before temperature and top-p (transformers merges custom ones first)
+            kwargs["logits_processor"] = LogitsProcessorList(list(processors))
         with torch.inference_mode():
             output = self.model.generate(**batch, **kwargs)
         encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
@@ -327,3 +370,32 @@ def _as_list(value: Any) -> list[int]:
     if value is None:
         return []
     return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
+
+
+def model_constraint(info: ModelInfo | None) -> ModelConstraint | None:
+    """The constraint saved in a model folder's miniml.json, if any."""
+    saved = (info.preprocessing.get("constraint") if info else None) or None
+    if saved is None:
+        return None
+    from pydantic import ValidationError
+
+    from miniml.guided.template import ModelConstraint
+
+    try:
+        return ModelConstraint.model_validate(saved)
+    except ValidationError as err:
+        raise ModelError(
+            f"miniml.json preprocessing.constraint is invalid: {err.errors()[0]['msg']}"
+        ) from None
+
+
+def build_compiler(tokenizer: Any, end_ids: Sequence[int], vocab_size: int) -> GuidedCompiler:
+    """A constraint compiler for ``tokenizer`` (llguidance, from the ``generative`` extra)."""
+    try:
+        from miniml.guided.compiler import GuidedCompiler
+        from miniml.guided.vocab import vocabulary
+    except ImportError:  # pragma: no cover - the extra is part of every install that generates
+        raise ModelError(
+            "guided decoding needs llguidance", hint="pip install 'miniml[generative]'"
+        ) from None
+    return GuidedCompiler(tokenizer, vocabulary(tokenizer, end_ids, vocab_size))

@@ -8,20 +8,25 @@ through Redis) while the server runs.
   (429 + Retry-After), for a caller authenticated once. The access line learns the model and key here, so
   refusals name them too.
 - ``spend_chars``: the input-character budget, charged once the body is decoded.
+- ``reserve_tokens``: the generation token budget: a request's prompt tokens plus its ``max_new_tokens``
+  per row are reserved before it is queued (429 + Retry-After when they do not fit); when its job ends the
+  unused part goes back (:meth:`TokenReservation.settle`: all of it when the job never ran). The answer
+  carries the key's ``x-ratelimit-*`` headers.
 - ``check_open``: operations routes (health, metrics) need a key unless listed in ``auth.open_routes``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 
 from miniml.serve.auth import KeyStore, KeysWatcher, presented_key
 from miniml.serve.engine import ModelSet, ServedModel
-from miniml.serve.errors import HTTPProblem, Unavailable
+from miniml.serve.errors import HTTPProblem, QueueFull, Unavailable
 from miniml.serve.metrics import ServeMetrics
 from miniml.serve.ratelimit import RateLimited, RateLimiter
 from miniml.serve.requestinfo import request_info
@@ -38,6 +43,35 @@ class Caller:
 
     record: ApiKeyRecord | None
     who: str
+
+
+@dataclass(slots=True)
+class TokenReservation:
+    """A request's reserved tokens (prompt + max_new_tokens per row) and its key's ``x-ratelimit-*``."""
+
+    limiter: RateLimiter
+    who: str
+    reserved: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def settle(self, job: asyncio.Future[Any]) -> None:
+        """Done-callback of the request's job: give back what it did not use (all when it never ran)."""
+        if not self.reserved:
+            return
+        if job.cancelled():
+            unused = 0  # it may have run: keep the reservation
+        elif job.exception() is not None:
+            unused = self.reserved if isinstance(job.exception(), QueueFull | Unavailable) else 0
+        else:
+            _, outputs = job.result()
+            unused = self.reserved - sum(o.prompt_tokens + o.completion_tokens for o in outputs)
+        if unused > 0:
+            refund = asyncio.ensure_future(self.limiter.refund_tokens(self.who, unused))
+            _REFUNDS.add(refund)
+            refund.add_done_callback(_REFUNDS.discard)
+
+
+_REFUNDS: set[asyncio.Future[None]] = set()  # refunds in flight (a reference keeps each task alive)
 
 
 class Access:
@@ -150,10 +184,19 @@ class Access:
         if self.limiter.active:
             await self.spend(self.limiter.spend_chars(caller.who, chars))
 
-    async def spend(self, spending: Any) -> None:
-        """Await a rate-limit spend, counting refusals."""
+    async def reserve_tokens(self, caller: Caller, tokens: int) -> TokenReservation:
+        """Reserve ``tokens`` of the caller's token budget (429 when they do not fit); the reservation
+        carries the key's ``x-ratelimit-*`` headers and gives back the unused part when settled."""
+        reservation = TokenReservation(self.limiter, caller.who)
+        if self.limiter.active:
+            reservation.reserved = await self.spend(self.limiter.spend_tokens(caller.who, tokens))
+            reservation.headers = await self.limiter.headers(caller.who)
+        return reservation
+
+    async def spend(self, spending: Any) -> Any:
+        """Await a rate-limit spend (returning what it returns), counting refusals."""
         try:
-            await spending
+            return await spending
         except RateLimited as err:
             key = "anonymous" if err.who.startswith("ip:") else err.who  # bounded label values
             if key != "anonymous" and not self.settings.ratelimit.metric_key_names:

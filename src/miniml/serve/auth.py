@@ -5,8 +5,8 @@ guessing after a leak of the hash file. Our keys are 256 random bits (``secrets.
 guessing one from its sha256 is as hard as guessing the key itself; a fast hash also keeps authentication
 off the request latency (~1 µs). This is the usual practice for API tokens.
 
-The keys file (YAML or JSON) holds ``{"keys": [{"name", "sha256", "models", "requests", "chars"}]}``;
-``miniml keys create NAME --file FILE`` prints a new key once and appends only its hash.
+The keys file (YAML or JSON) holds ``{"keys": [{"name", "sha256", "models", "requests", "chars",
+"tokens"}]}``; ``miniml keys create NAME --file FILE`` prints a new key once and appends only its hash.
 
 A running server follows the file (:class:`KeysWatcher`): it checks the file's inode, size and mtime every
 ``auth.reload_s`` seconds (2 by default) and re-reads it on SIGHUP, so ``miniml keys revoke`` (and new keys,
@@ -104,6 +104,7 @@ def add_key(
     models: Sequence[str] = ("*",),
     requests: str | None = None,
     chars: str | None = None,
+    tokens: str | None = None,
 ) -> str:
     """Create a key named ``name`` in the keys file at ``path`` (created if missing); return the key."""
     records = read_keys_file(path) if Path(path).exists() else []
@@ -114,7 +115,12 @@ def add_key(
     key = generate_key()
     try:
         record = ApiKeyRecord(
-            name=name, sha256=hash_key(key), models=list(models), requests=requests, chars=chars
+            name=name,
+            sha256=hash_key(key),
+            models=list(models),
+            requests=requests,
+            chars=chars,
+            tokens=tokens,
         )
     except ValidationError as err:
         first = err.errors()[0]

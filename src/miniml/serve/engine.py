@@ -26,6 +26,7 @@ from miniml.serve.batching import (
     current_worker,
 )
 from miniml.serve.cache import Cache, build_cache
+from miniml.serve.continuous import ContinuousBatcher
 from miniml.serve.errors import QueueFull, RequestTimeout, Unavailable
 from miniml.serve.metrics import ServeMetrics
 from miniml.serve.settings import ServeSettings
@@ -53,18 +54,30 @@ class ServedModel:
         self._metrics = metrics
         self.cache: Cache[Any] | None = build_cache(settings.cache, handler.codec)
         b = settings.batching
-        self.batcher: Batcher[Any, LoadedModel, Any] = Batcher(
-            self._run_batch,
-            name=self.name,
-            max_batch_size=b.max_batch_size,
-            max_wait_ms=b.max_wait_ms,
-            queue_size=b.queue_size,
-            timeout_s=b.request_timeout_s,
-            on_start=partial(pin_torch_threads, threads),
-            on_batch=self._observe_batch,
-            on_expired=metrics.expired_inputs.labels(self.name).inc,
-            workers=worker_count(settings, model.task),
-        )
+        self.batcher: Batcher[Any, LoadedModel, Any] | ContinuousBatcher
+        if handler.route == "generate" and b.continuous:
+            self.batcher = ContinuousBatcher(
+                lambda: self._current,
+                name=self.name,
+                max_batch_size=b.max_batch_size,
+                queue_size=b.queue_size,
+                timeout_s=b.request_timeout_s,
+                on_start=partial(pin_torch_threads, threads),
+                on_batch=self._observe_batch,
+            )
+        else:
+            self.batcher = Batcher(
+                self._run_batch,
+                name=self.name,
+                max_batch_size=b.max_batch_size,
+                max_wait_ms=b.max_wait_ms,
+                queue_size=b.queue_size,
+                timeout_s=b.request_timeout_s,
+                on_start=partial(pin_torch_threads, threads),
+                on_batch=self._observe_batch,
+                on_expired=metrics.expired_inputs.labels(self.name).inc,
+                workers=worker_count(settings, model.task),
+            )
         self._hits = metrics.cache_hits.labels(self.name)
         self._misses = metrics.cache_misses.labels(self.name)
         self._batch_size = metrics.batch_size.labels(self.name)
@@ -88,6 +101,19 @@ class ServedModel:
         m = self._current
         version = "" if m.version is None else str(m.version)
         return {"version": version, "alias": m.alias or "", "task": m.task, "uri": m.uri}
+
+    @property
+    def batching(self) -> str | None:
+        """How generations are batched: ``continuous``, or ``static (why)``; None for other tasks."""
+        if self.handler.route != "generate":
+            return None
+        if not isinstance(self.batcher, ContinuousBatcher):
+            return "static (batching.continuous is false)"
+        from miniml.runtime.decoding.steppers import stepper_for
+
+        generator = self._current.predictor
+        found = stepper_for(generator.model, int(generator.tokenizer.pad_token_id))
+        return f"static ({found})" if isinstance(found, str) else "continuous"
 
     async def infer(self, items: list[Any]) -> tuple[LoadedModel, list[Any]]:
         """Outputs for ``items`` (cached ones from the cache) and the version that computed them."""

@@ -1,5 +1,6 @@
-"""The one path every model route takes: admit → read body → decode (sizes, tokenize and cap) → spend →
-infer or stream → encode.
+"""The one path every model route takes: admit → read body → decode (sizes, tokenize and cap) → prepare
+(compile output constraints, off the event loop) → spend (characters, then the token reservation) → infer
+or stream → encode (with the key's ``x-ratelimit-*`` headers on generation answers).
 
 :func:`run_inference` is that sequence, once. What differs between routes is a :class:`Codec`: how a body
 of its API dialect becomes the items the model's task hooks queue (``decode``), how they run (``infer``:
@@ -13,7 +14,8 @@ routes name the model in the path); it is read bounded while streaming and parse
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -23,7 +25,13 @@ from starlette.responses import Response, StreamingResponse
 from miniml.serve.errors import HTTPProblem
 from miniml.serve.requestinfo import request_info
 from miniml.serve.streaming import SSE_HEADERS, PieceStream, infer_until_disconnect, native_events
-from miniml.tasks.generative_serving import GenerateRequest, encode_items, resolve_params
+from miniml.tasks.generative_serving import (
+    GenerateRequest,
+    constrain_items,
+    encode_items,
+    resolve_params,
+    token_cost,
+)
 
 if TYPE_CHECKING:
     from miniml.runtime.loaded import LoadedModel
@@ -67,7 +75,9 @@ def body_too_large(size: int, max_bytes: int) -> HTTPProblem:
 @dataclass(slots=True)
 class Call:
     """One decoded request: the items to queue, its input characters (budget), what the codec keeps to
-    answer (``params``), whether to stream, and the texts an access line may log."""
+    answer (``params``), whether to stream, and the texts an access line may log. Generation calls also
+    carry ``prepare`` (blocking work before queueing: compiling constraints), ``tokens`` (what the token
+    budget reserves) and, once reserved, ``on_done`` (settles the reservation when the job ends)."""
 
     items: list[Any]
     chars: int
@@ -75,6 +85,9 @@ class Call:
     stream: bool = False
     texts: list[str] | None = None
     hooks: Any = None  # the task's serving hooks that decoded it (they encode the answer too)
+    prepare: Callable[[], None] | None = None
+    tokens: int = 0
+    on_done: Callable[[asyncio.Future[Any]], None] | None = None
 
 
 class Codec(Protocol):
@@ -119,22 +132,30 @@ async def run_inference(
     if body is None:
         body = await read_body(request, limits.max_body_bytes)
     call = codec.decode(served, body, state.settings)
+    if call.prepare is not None:
+        await asyncio.to_thread(call.prepare)  # bounded (e.g. compile timeouts); 422 for a bad constraint
     await access.spend_chars(caller, call.chars)
+    headers: dict[str, str] = {}
+    if call.tokens:
+        reservation = await access.reserve_tokens(caller, call.tokens)
+        call.on_done, headers = reservation.settle, reservation.headers
     info = request_info(request.scope)
     if info is not None:
         info.inputs = len(call.items)
         if state.settings.logging.log_inputs and call.texts is not None:
             info.texts = call.texts
     if call.stream:
-        stream = await PieceStream(state.metrics, name, served, call.items).started()
+        stream = await PieceStream(state.metrics, name, served, call.items, call.on_done).started()
         return StreamingResponse(
-            codec.events(stream, call), media_type="text/event-stream", headers=SSE_HEADERS
+            codec.events(stream, call), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
     model, outputs = await codec.infer(state, name, served, call, request)
     if info is not None:
         info.version = model.version
     state.metrics.count_predictions(name, served.handler.top_labels(model, outputs))
-    return codec.encode(model, outputs, call)
+    response = codec.encode(model, outputs, call)
+    response.headers.update(headers)
+    return response
 
 
 class PredictCodec:
@@ -201,12 +222,20 @@ class GenerateCodec(PredictCodec):
             stream=request.stream,
         )
         items = encode_items(model, limits, decoded.items, params, stream=request.stream)
-        return Call(items, decoded.chars, None, stream=request.stream, hooks=served.handler)
+        return Call(
+            items,
+            decoded.chars,
+            None,
+            stream=request.stream,
+            hooks=served.handler,
+            prepare=lambda: constrain_items(model, limits, items, request.guided),
+            tokens=token_cost(items),
+        )
 
     async def infer(
         self, state: ServerState, name: str, served: ServedModel, call: Call, request: Request
     ) -> tuple[LoadedModel, list[Any]]:
-        return await infer_until_disconnect(state.metrics, name, served, call.items, request)
+        return await infer_until_disconnect(state.metrics, name, served, call.items, request, call.on_done)
 
     def events(self, stream: PieceStream, call: Call) -> AsyncIterator[bytes]:
         return native_events(stream)

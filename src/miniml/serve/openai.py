@@ -2,12 +2,15 @@
 
 The request's ``model`` is a served model name; everything else follows the OpenAI API closely enough for
 the official client: ``max_tokens`` (or ``max_completion_tokens``), ``temperature``, ``top_p``, ``stop``,
-``stream`` (server-sent ``data:`` chunks ending with ``data: [DONE]``) and ``usage``. Only ``n: 1`` is
-supported. Fields the server has no use for (``user``, ``seed``, penalties) are accepted and ignored, as
-many clients send them. Auth, rate limits, caps, batching and metrics are the server's own: the same
-keys work (``Authorization: Bearer KEY`` is what the client sends), and 401 / 429 come back as the client
-expects them. A chat prompt goes through the model's chat template when its tokenizer has one; otherwise
-the last user message is the prompt.
+``stream`` (server-sent ``data:`` chunks ending with ``data: [DONE]``), ``usage`` and ``response_format``
+(``json_schema`` / ``json_object``: guided decoding, streamed too). Parameters that would change the answer
+but that the server cannot honour — ``n`` > 1, ``best_of`` > 1, ``logprobs`` / ``top_logprobs``, ``seed``,
+``tools`` / ``functions``, ``logit_bias``, non-zero penalties, ``echo``, ``suffix`` — get a 400 naming the
+parameter, never silent ignoring; bookkeeping fields (``user``, ``metadata``, ``store``,
+``stream_options``) are accepted. Auth, rate limits (token budgets too), caps, batching and metrics are the
+server's own: the same keys work (``Authorization: Bearer KEY`` is what the client sends), and 401 / 429
+come back as the client expects them. A chat prompt goes through the model's chat template when its
+tokenizer has one; otherwise the last user message is the prompt.
 
 Each endpoint is a :class:`~miniml.serve.inference.Codec`: it parses the OpenAI body (which names the
 model), turns prompts or messages into the generation hooks' items (the same token caps, 413 and 422 as
@@ -28,11 +31,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from miniml.errors import MinimlError
+from miniml.guided.spec import JSON_OBJECT, GuidedSpec
 from miniml.runtime.generation import GenerationResult, Generator
 from miniml.serve.errors import HTTPProblem
 from miniml.serve.inference import JSON, Call, not_generative
 from miniml.serve.streaming import PieceStream, error_event, infer_until_disconnect, sse
-from miniml.tasks.generative_serving import GenItem, check_prompt, prompt_cap, resolve_params
+from miniml.tasks.generative_serving import (
+    GenItem,
+    check_prompt,
+    constrain_items,
+    prompt_cap,
+    resolve_params,
+    token_cost,
+)
 from miniml.tasks.serving import check_sizes, normalize_text, parse_body
 
 if TYPE_CHECKING:
@@ -44,16 +55,83 @@ if TYPE_CHECKING:
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
+class JsonSchemaFormat(BaseModel):
+    """OpenAI's ``response_format.json_schema``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: ``text``, ``json_object`` or ``json_schema``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def spec(self) -> GuidedSpec | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return JSON_OBJECT
+        if self.json_schema is None or self.json_schema.schema_ is None:
+            raise HTTPProblem(
+                400, "invalid_request", "response_format.json_schema.schema: give the JSON schema to follow"
+            )
+        return GuidedSpec(json_schema=self.json_schema.schema_)
+
+
+# Parameters that change the answer but that this server does not implement: value → is it a request for it?
+UNSUPPORTED: dict[str, Any] = {
+    "n": lambda v: v not in (None, 1),
+    "best_of": lambda v: v not in (None, 1),
+    "logprobs": lambda v: v not in (None, False, 0),
+    "top_logprobs": lambda v: v not in (None, 0),
+    "seed": lambda v: v is not None,
+    "tools": lambda v: bool(v),
+    "tool_choice": lambda v: v not in (None, "none"),
+    "functions": lambda v: bool(v),
+    "function_call": lambda v: v not in (None, "none"),
+    "logit_bias": lambda v: bool(v),
+    "presence_penalty": lambda v: v not in (None, 0, 0.0),
+    "frequency_penalty": lambda v: v not in (None, 0, 0.0),
+    "echo": lambda v: bool(v),
+    "suffix": lambda v: bool(v),
+}
+
+
 class _OpenAIRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     model: str = Field(min_length=1, description="a served model name (GET /v1/models)")
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1, description="only 1 is supported")
     stop: str | list[str] | None = None
     stream: bool = False
+    response_format: ResponseFormat | None = Field(
+        None, description="json_schema / json_object: the answer follows it (guided decoding)"
+    )
+
+    def refuse_unsupported(self) -> None:
+        """400 naming the first parameter the server cannot honour (see UNSUPPORTED)."""
+        extra = self.model_extra or {}
+        for name, asks in UNSUPPORTED.items():
+            if name in extra and asks(extra[name]):
+                raise HTTPProblem(
+                    400,
+                    "unsupported_parameter",
+                    f"{name}={extra[name]!r} is not supported by this server; leave it out",
+                    param=name,
+                )
+
+    def guided(self) -> GuidedSpec | None:
+        """The constraint ``response_format`` asks for (None: the model's own, if any)."""
+        return self.response_format.spec() if self.response_format is not None else None
 
 
 class CompletionRequest(_OpenAIRequest):
@@ -124,6 +202,17 @@ def make_items(
     ]
 
 
+def guided_call(
+    served: ServedModel, settings: ServeSettings, req: _OpenAIRequest, call: Call, slot_texts: list[str]
+) -> Call:
+    """``call`` with its constraint compilation (``response_format``, else the model's own constraint with
+    its slots filled from ``slot_texts``) and its token cost."""
+    model, limits, spec, items = served.current, settings.generation, req.guided(), call.items
+    call.prepare = lambda: constrain_items(model, limits, items, spec, slot_texts)
+    call.tokens = token_cost(items)
+    return call
+
+
 class OpenAICodec:
     """What both OpenAI endpoints share: the model named in the body, generation, a client that leaves."""
 
@@ -131,7 +220,9 @@ class OpenAICodec:
     schema: ClassVar[type[_OpenAIRequest]]
 
     def parse(self, body: bytes) -> Any:
-        return parse_body(self.schema, body)
+        req = parse_body(self.schema, body)
+        req.refuse_unsupported()
+        return req
 
     def model_name(self, parsed: Any) -> str:
         return str(parsed.model)
@@ -139,7 +230,7 @@ class OpenAICodec:
     async def infer(
         self, state: ServerState, name: str, served: ServedModel, call: Call, request: Request
     ) -> tuple[LoadedModel, list[Any]]:
-        return await infer_until_disconnect(state.metrics, name, served, call.items, request)
+        return await infer_until_disconnect(state.metrics, name, served, call.items, request, call.on_done)
 
     def wrong_route(self, served: ServedModel, name: str) -> HTTPProblem:
         return not_generative(served, name)
@@ -160,7 +251,7 @@ class CompletionsCodec(OpenAICodec):
         ids = [generator.format.prompt_ids(generator.tokenizer, t) for t in texts]
         items = make_items(served, settings, req, req.max_tokens, ids, texts)
         head = envelope("text_completion", "cmpl", req.model)
-        return Call(items, chars, head, stream=req.stream)
+        return guided_call(served, settings, req, Call(items, chars, head, stream=req.stream), texts)
 
     def encode(self, model: LoadedModel, outputs: list[Any], call: Call) -> Response:
         choices = [
@@ -190,7 +281,9 @@ class ChatCodec(OpenAICodec):
         key = "\x1e".join(f"{m['role']}\x1f{m['content']}" for m in messages)
         items = make_items(served, settings, req, req.max_completion_tokens or req.max_tokens, [ids], [key])
         kind = "chat.completion.chunk" if req.stream else "chat.completion"
-        return Call(items, chars, envelope(kind, "chatcmpl", req.model), stream=req.stream)
+        call = Call(items, chars, envelope(kind, "chatcmpl", req.model), stream=req.stream)
+        contents = "\n".join(m["content"] for m in messages)  # a model constraint's slots come from here
+        return guided_call(served, settings, req, call, [contents])
 
     def encode(self, model: LoadedModel, outputs: list[Any], call: Call) -> Response:
         result = outputs[0]

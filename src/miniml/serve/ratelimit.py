@@ -1,10 +1,15 @@
-"""Per-key rate limits (requests and input characters per window) with the ``limits`` library.
+"""Per-key rate limits (requests, input characters and generated tokens per window) with ``limits``.
 
-Budgets come from the key's record (``requests``, ``chars``) or the ``ratelimit`` defaults. Storage is
-``memory://`` (one server process) or ``redis://...`` (shared by replicas). The default strategy, a sliding
-window counter, costs O(1) per hit even for character budgets in the millions (a moving window would store
-one timestamp per character). If the storage fails the request is let through with a warning: a broken
-Redis must not take the API down.
+Budgets come from the key's record (``requests``, ``chars``, ``tokens``) or the ``ratelimit`` defaults.
+Storage is ``memory://`` (one server process) or ``redis://...`` (shared by replicas). The default
+strategy, a sliding window counter, costs O(1) per hit even for budgets in the millions (a moving window
+would store one timestamp per unit). If the storage fails the request is let through with a warning: a
+broken Redis must not take the API down.
+
+Token budgets count prompt + generated tokens. A generation request reserves its prompt tokens plus its
+``max_new_tokens`` per row up front (429 when that does not fit); when it ends, the unused part goes back
+(``refund_tokens``: the counter of the current window is lowered, never below zero). ``headers`` gives the
+OpenAI-style ``x-ratelimit-*`` headers of a key.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Any
 
 import limits
 import limits.storage
@@ -47,6 +53,15 @@ class RateLimited(HTTPProblem):
         self.budget = budget
 
 
+def current_window_key(storage: Storage, key: str, expiry: int) -> str:
+    """The counter a sliding-window-counter strategy is adding to now (each storage names it its way)."""
+    named: Any = getattr(storage, "_current_window_key", None)  # redis: a per-window key of its own
+    if named is not None:
+        return str(named(key))
+    keys: Any = getattr(storage, "sliding_window_keys", None)  # memory: (previous, current)
+    return str(keys(key, expiry, time.time())[1]) if keys is not None else key
+
+
 def parse_rate(text: str | None) -> limits.RateLimitItem | None:
     return limits.parse(text) if text else None
 
@@ -76,6 +91,9 @@ def sliding_window_wait(
     return max(0.0, window_left) + expiry * (1 - room / current)
 
 
+Budgets = tuple[limits.RateLimitItem | None, limits.RateLimitItem | None, limits.RateLimitItem | None]
+
+
 class RateLimiter:
     """Checks and spends budgets; one instance per server."""
 
@@ -85,15 +103,18 @@ class RateLimiter:
             "async+" + settings.storage, **options
         )
         self.strategy = STRATEGIES[settings.strategy](self.storage)
+        self.sliding = settings.strategy == "sliding-window-counter"
         self.default_requests = parse_rate(settings.requests)
         self.default_chars = parse_rate(settings.chars)
-        self._budgets: dict[str, tuple[limits.RateLimitItem | None, limits.RateLimitItem | None]] = {}
+        self.default_tokens = parse_rate(settings.tokens)
+        self._budgets: dict[str, Budgets] = {}
         self._last_warning = 0.0
 
     @property
     def active(self) -> bool:
         """Whether any budget can apply (else the request path skips the limiter entirely)."""
-        return self.default_requests is not None or self.default_chars is not None or bool(self._budgets)
+        defaults = (self.default_requests, self.default_chars, self.default_tokens)
+        return any(d is not None for d in defaults) or bool(self._budgets)
 
     def register(self, records: list[ApiKeyRecord]) -> None:
         """Use the per-key budgets of ``records`` (replacing those of earlier keys: a reload)."""
@@ -101,13 +122,14 @@ class RateLimiter:
             r.name: (
                 parse_rate(r.requests) or self.default_requests,
                 parse_rate(r.chars) or self.default_chars,
+                parse_rate(r.tokens) or self.default_tokens,
             )
             for r in records
         }
 
-    def budgets(self, who: str) -> tuple[limits.RateLimitItem | None, limits.RateLimitItem | None]:
-        """(requests, chars) budgets of a key name or anonymous client."""
-        return self._budgets.get(who) or (self.default_requests, self.default_chars)
+    def budgets(self, who: str) -> Budgets:
+        """(requests, chars, tokens) budgets of a key name or anonymous client."""
+        return self._budgets.get(who) or (self.default_requests, self.default_chars, self.default_tokens)
 
     async def spend_request(self, who: str) -> None:
         """Count one request for ``who``; raise :class:`RateLimited` when over budget."""
@@ -121,9 +143,52 @@ class RateLimiter:
         if item is not None and chars > 0:
             await self._spend(who, "chars", item, chars)
 
+    async def spend_tokens(self, who: str, tokens: int) -> int:
+        """Reserve ``tokens`` (prompt + max new tokens) for ``who``; RateLimited when over budget.
+        Returns what was reserved (0 without a token budget), for ``refund_tokens``."""
+        item = self.budgets(who)[2]
+        if item is None or tokens <= 0:
+            return 0
+        await self._spend(who, "tokens", item, tokens)
+        return tokens
+
+    async def refund_tokens(self, who: str, tokens: int) -> None:
+        """Give back ``tokens`` of a reservation that were not used (never below zero in the window)."""
+        item = self.budgets(who)[2]
+        if item is None or tokens <= 0:
+            return
+        key = item.key_for("miniml", "tokens", who)
+        if self.sliding:
+            key = current_window_key(self.storage, key, item.get_expiry())
+        try:
+            back = min(tokens, int(await self.storage.get(key)))
+            if back > 0:
+                await self.storage.incr(key, item.get_expiry(), amount=-back)
+        except Exception as err:  # storage down: the reservation simply stays spent
+            self._warn(err)
+
+    async def headers(self, who: str) -> dict[str, str]:
+        """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the budgets ``who`` has."""
+        out: dict[str, str] = {}
+        requests_item, _, tokens_item = self.budgets(who)
+        for name, item in (("requests", requests_item), ("tokens", tokens_item)):
+            if item is None:
+                continue
+            try:
+                stats = await self.strategy.get_window_stats(item, "miniml", name, who)
+            except Exception as err:
+                self._warn(err)
+                continue
+            out[f"x-ratelimit-limit-{name}"] = str(item.amount)
+            out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(stats.remaining)))
+            out[f"x-ratelimit-reset-{name}"] = f"{max(0.0, stats.reset_time - time.time()):.0f}s"
+        return out
+
     async def _spend(self, who: str, budget: str, item: limits.RateLimitItem, cost: int) -> None:
         try:
-            if await self.strategy.hit(item, "miniml", budget, who, cost=cost):
+            # a fixed window counts refused hits too: test first, so a refused reservation costs nothing
+            fits = self.sliding or await self.strategy.test(item, "miniml", budget, who, cost=cost)
+            if fits and await self.strategy.hit(item, "miniml", budget, who, cost=cost):
                 return
             wait = await self.seconds_until_admitted(item, budget, who, cost)
         except Exception as err:  # storage down: let the request through, say so

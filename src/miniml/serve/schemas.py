@@ -7,6 +7,8 @@ these shapes rather than built as models.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -50,10 +52,15 @@ class PredictResponse(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """A served model."""
+    """A served model: OpenAI's model object (``id``, ``object``, ``created``, ``owned_by``) plus miniml's
+    own fields."""
 
     model_config = ConfigDict(protected_namespaces=())
 
+    id: str = Field(description="the served name (OpenAI clients' model id)")
+    object: Literal["model"] = "model"
+    created: int = Field(description="when this version was loaded, seconds since the epoch")
+    owned_by: str = "miniml"
     name: str
     version: int | None
     alias: str | None = Field(description="the alias being followed, if loaded by models:/NAME@ALIAS")
@@ -62,9 +69,16 @@ class ModelCard(BaseModel):
     runtime: str = Field(description="torch or onnx (onnxruntime), from the model folder's miniml.json")
     labels: list[str]
     loaded_at: str
+    batching: str | None = Field(
+        None, description="generative models: continuous, or static (and why the model cannot step)"
+    )
 
 
 class ModelList(BaseModel):
+    """OpenAI's list shape; ``models`` repeats ``data`` for miniml clients of the earlier shape."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
     models: list[ModelCard]
 
 

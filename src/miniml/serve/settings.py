@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from miniml.config import StepConfig
+from miniml.guided.compiler import GuidedLimits
 
 
 def _check_rate(value: str) -> str:
@@ -91,6 +92,11 @@ class BatchingSettings(StepConfig):
         description="classifier replicas per model, each on its own worker thread with threads // workers "
         "threads: for small models on CPU, single-thread replicas can beat one model on all cores",
     )
+    continuous: bool = Field(
+        default=True,
+        description="generative models: continuous batching (requests join and leave the running batch "
+        "at every decoding step); false: the static loop (one model.generate per batch)",
+    )
     micro_batch_size: int | None = Field(
         default=None,
         ge=1,
@@ -124,6 +130,9 @@ class ApiKeyRecord(BaseModel):
     )
     chars: RateString | None = Field(
         default=None, description="input-character budget, overrides ratelimit.chars"
+    )
+    tokens: RateString | None = Field(
+        default=None, description="generation token budget (prompt + generated), overrides ratelimit.tokens"
     )
 
     def allows(self, model: str) -> bool:
@@ -171,10 +180,22 @@ class RateLimitSettings(StepConfig):
     strategy: Literal["fixed-window", "sliding-window-counter", "moving-window"] = "sliding-window-counter"
     requests: RateString | None = Field(default=None, description="default request budget per key")
     chars: RateString | None = Field(default=None, description="default input-character budget per key")
+    tokens: RateString | None = Field(
+        default=None, description="default generation token budget per key (prompt + generated tokens)"
+    )
     metric_key_names: bool = Field(
         default=False,
         description='label miniml_rate_limited_total with key names (off: key="*", names stay private)',
     )
+
+    @model_validator(mode="after")
+    def _tokens_can_be_refunded(self) -> RateLimitSettings:
+        if self.tokens is not None and self.strategy == "moving-window":
+            raise ValueError(
+                "ratelimit.tokens needs strategy sliding-window-counter or fixed-window (a moving window "
+                "cannot give back the unused part of a reservation)"
+            )
+        return self
 
 
 class RequestLimits(StepConfig):
@@ -199,6 +220,9 @@ class GenerationLimits(StepConfig):
     max_new_tokens: int = Field(default=512, ge=1, le=65536, description="max tokens one answer may ask for")
     max_prompt_tokens: int | None = Field(
         default=None, ge=1, description="max prompt tokens; default: the model's max_input_tokens"
+    )
+    guided: GuidedLimits = Field(
+        default_factory=lambda: GuidedLimits(), description="bounds on compiling output constraints"
     )
 
 

@@ -1,11 +1,11 @@
 """Generation results over HTTP: waiting for a batch, streaming its pieces, and clients that leave.
 
-A generation job is the items of one request queued through the model's batcher (cache + batcher). When
-it ends its tokens and times to first token are recorded (also for a client that left), and a failed job
-(timeout) stops its rows. Streaming (server-sent events) rides on the same batch: the worker hands each
-step's text pieces to the waiting request through the event loop (:class:`PieceStream`). A client that
-disconnects sets its rows' cancel flags, which finishes those rows at the next step while the rest of the
-batch goes on.
+A generation job is the items of one request queued through the model's batcher (cache + batcher). When it
+ends its tokens and times to first token are recorded (also for a client that left), and a failed job
+(timeout) stops its rows; ``on_done`` (the token reservation's settlement) runs then too. Streaming
+(server-sent events) rides on the same batch: the worker hands each step's text pieces to the waiting request
+through the event loop (:class:`PieceStream`). A client that disconnects sets its rows' cancel flags, which
+finishes those rows at the next step while the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -33,12 +33,19 @@ DISCONNECT_POLL_S = 0.2
 
 
 def start_job(
-    metrics: ServeMetrics, name: str, served: ServedModel, items: list[GenItem]
+    metrics: ServeMetrics,
+    name: str,
+    served: ServedModel,
+    items: list[GenItem],
+    on_done: Callable[[asyncio.Future[Any]], None] | None = None,
 ) -> asyncio.Future[Any]:
     """Queue ``items`` (cache + batcher); when the job ends its tokens and first-token times are recorded,
-    also for a client that left (its rows were cancelled), and a failed job (timeout) stops its rows."""
+    also for a client that left (its rows were cancelled), a failed job (timeout) stops its rows, and
+    ``on_done`` runs (e.g. the unused part of a token reservation goes back)."""
     task = asyncio.ensure_future(served.infer(items))
     task.add_done_callback(functools.partial(_job_done, metrics, name, items))
+    if on_done is not None:
+        task.add_done_callback(on_done)
     return task
 
 
@@ -57,10 +64,15 @@ def _job_done(metrics: ServeMetrics, name: str, items: list[GenItem], task: asyn
 
 
 async def infer_until_disconnect(
-    metrics: ServeMetrics, name: str, served: ServedModel, items: list[GenItem], request: Request
+    metrics: ServeMetrics,
+    name: str,
+    served: ServedModel,
+    items: list[GenItem],
+    request: Request,
+    on_done: Callable[[asyncio.Future[Any]], None] | None = None,
 ) -> tuple[LoadedModel, list[GenerationResult]]:
     """The results of ``items``; a client that disconnects meanwhile cancels its rows (499)."""
-    task = start_job(metrics, name, served, items)
+    task = start_job(metrics, name, served, items, on_done)
     while True:
         done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
         if done:
@@ -75,13 +87,20 @@ async def infer_until_disconnect(
 class PieceStream:
     """The text pieces of ``items`` while their batch generates, in order; cancels them when dropped."""
 
-    def __init__(self, metrics: ServeMetrics, name: str, served: ServedModel, items: list[GenItem]) -> None:
+    def __init__(
+        self,
+        metrics: ServeMetrics,
+        name: str,
+        served: ServedModel,
+        items: list[GenItem],
+        on_done: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> None:
         self.items = items
         self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         for row, item in enumerate(items):
             item.sink = _threadsafe_put(loop, self.queue, row)
-        self.task = start_job(metrics, name, served, items)
+        self.task = start_job(metrics, name, served, items, on_done)
         self.getter: asyncio.Future[tuple[int, str]] = asyncio.ensure_future(self.queue.get())
 
     async def started(self) -> PieceStream:

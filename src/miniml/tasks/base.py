@@ -320,3 +320,4 @@ class EvaluateOptions:
     samples: int = 10
     progress: Callable[[int], None] | None = field(default=None, compare=False)
     source: str = "the split"  # how messages name the rows (``test split of nordic-langid``)
+    constrained: bool = True  # generative models: answer under the model's own constraint, if it has one

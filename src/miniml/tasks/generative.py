@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from miniml.errors import ConfigError, ModelError
+from miniml.guided.template import ModelConstraint
 from miniml.modelfolder import ModelInfo, verify_folder, write_info
 from miniml.models import adapters
 from miniml.models.adapters import LoraSettings
@@ -57,6 +58,9 @@ class GenerativeSettings(BaseModel):
     generation: GenerationParams = Field(
         default_factory=lambda: GenerationParams.model_validate({}),
         description="default generation settings saved with the model",
+    )
+    constraint: ModelConstraint | None = Field(
+        None, description="a grammar template every answer follows (slots filled from each prompt)"
     )
 
     @model_validator(mode="after")
@@ -273,6 +277,10 @@ class GenerativeTask:
             summary["merged"] = True
         preprocessing = fmt.model_dump(mode="json")
         preprocessing["generation"] = settings.generation.model_dump(mode="json")
+        if settings.constraint is not None:  # the grammar inline: the folder stands alone
+            preprocessing["constraint"] = settings.constraint.saved().model_dump(
+                mode="json", exclude_none=True
+            )
         lineage = dict(common.get("lineage") or {})
         if lora is not None:
             lineage["lora"] = lora.model_dump(mode="json") | {"merged": summary["merged"]}
@@ -306,7 +314,7 @@ class GenerativeTask:
 
     def prompt_format(self, info: ModelInfo) -> Any:
         """The saved preprocessing of a model folder of this task, validated."""
-        fields = {k: v for k, v in info.preprocessing.items() if k != "generation"}
+        fields = {k: v for k, v in info.preprocessing.items() if k not in ("generation", "constraint")}
         try:
             return self.format_cls.model_validate(fields)
         except ValidationError as err:

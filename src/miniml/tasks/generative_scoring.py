@@ -58,15 +58,21 @@ def generate_all(
     params: GenerationParams | None = None,
     batch_size: int = 16,
     on_batch: Callable[[int], None] | None = None,
+    *,
+    constrained: bool = True,
 ) -> list[str]:
-    """Answers for every prompt, in order; prompts are batched by length to waste little padding."""
+    """Answers for every prompt, in order; prompts are batched by length to waste little padding.
+
+    The model's own constraint (if it has one) applies unless ``constrained`` is false.
+    """
     encoded = [generator.encode_prompt(p, truncate=True) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     params = params or generator.default_params
     answers: list[str] = [""] * len(encoded)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        results = generator.run([encoded[i] for i in chunk], [params] * len(chunk))
+        guided = [generator.constraint_for(prompts[i], use_model=constrained) for i in chunk]
+        results = generator.run([encoded[i] for i in chunk], [params] * len(chunk), constraints=guided)
         for i, result in zip(chunk, results, strict=True):
             answers[i] = result.text
         if on_batch is not None:
@@ -98,12 +104,15 @@ def evaluate_generation(
     options: EvaluateOptions,
     params: GenerationParams | None = None,
 ) -> GenerationEvaluation:
-    """Generate for every row of ``frame`` (columns ``input``, ``target``) and score the answers."""
+    """Generate for every row of ``frame`` (columns ``input``, ``target``) and score the answers (under the
+    model's own constraint, if it has one, unless ``options.constrained`` is false)."""
     if options.limit:
         frame = frame.head(options.limit)
     inputs = [str(x) for x in frame["input"]]
     references = references_of(frame)
-    predictions = generate_all(generator, inputs, params, options.batch_size, options.progress)
+    predictions = generate_all(
+        generator, inputs, params, options.batch_size, options.progress, constrained=options.constrained
+    )
     scores = text_metrics([n for n in metrics if n != "perplexity"], predictions, references)
     if "perplexity" in metrics:
         targets = [str(t) for t in frame["target"]]

@@ -5,7 +5,8 @@ item (:class:`GenItem`), and the worker generates for a whole batch in one ``Gen
 setting, every row with its own token cap, stop strings and cancel flag. Each step's text pieces go to the
 items' ``sink`` (streaming) through :func:`_dispatcher`. Prompts are tokenized with the model's own format
 before queueing (:func:`encode_items`), so a prompt over the cap is a 413 before any model time is spent;
-the request's settings are checked against the server's caps (:func:`resolve_params`).
+the request's settings are checked against the server's caps (:func:`resolve_params`). A row may carry a
+compiled constraint (structured outputs, :mod:`miniml.guided`); its text is part of the cache key.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from miniml.errors import RequestError
+from miniml.guided.compiler import CompiledConstraint, ConstraintError, GuidedLimits
+from miniml.guided.spec import GuidedSpec
 from miniml.runtime.generation import GenerationParams, GenerationResult, Generator
 from miniml.tasks.serving import (
     Decoded,
@@ -39,6 +42,7 @@ class GenerationLimits(Protocol):
 
     max_new_tokens: int
     max_prompt_tokens: int | None
+    guided: GuidedLimits
 
 
 class GenerateRequest(BaseModel):
@@ -58,6 +62,11 @@ class GenerateRequest(BaseModel):
     num_beams: int | None = Field(None, ge=1, le=16, description="beam search (not with stream)")
     stop: list[str] | str | None = Field(None, description="cut each answer before any of these")
     stream: bool = Field(False, description="send text pieces as server-sent events while generating")
+    guided: GuidedSpec | None = Field(
+        None,
+        description="structured output: every answer follows this constraint (default: the model's own "
+        "constraint, if it has one)",
+    )
 
 
 @dataclass(eq=False, slots=True)
@@ -73,6 +82,8 @@ class GenItem:
     created: float = field(default_factory=time.monotonic)
     first_piece: float | None = None
     generated: bool = False  # set by the worker: the result was computed, not read from the cache
+    constraint: CompiledConstraint | None = None  # the row's compiled structured-output constraint
+    guided_key: str = ""  # what constrains it, for the cache key ("" none, "model", or the spec's text)
 
 
 class ResultCodec:
@@ -112,7 +123,7 @@ class GenerationHandler:
         """Greedy, non-streamed generations are deterministic: cache them by prompt and settings."""
         if item.stream or item.params.temperature > 0:
             return None
-        return f"{item.params.model_dump_json()}\x1f{item.prompt}"
+        return f"{item.params.model_dump_json()}\x1f{item.guided_key}\x1f{item.prompt}"
 
     def cacheable(self, output: GenerationResult) -> bool:
         return output.finish_reason != "cancelled"
@@ -129,7 +140,11 @@ class GenerationHandler:
             batch = [items[i] for i in rows]
             on_step = None if batch[0].params.num_beams > 1 else _dispatcher(batch)
             outputs = generator.run(
-                [x.ids for x in batch], [x.params for x in batch], [x.cancel for x in batch], on_step
+                [x.ids for x in batch],
+                [x.params for x in batch],
+                [x.cancel for x in batch],
+                on_step,
+                [x.constraint for x in batch],
             )
             for i, output in zip(rows, outputs, strict=True):
                 results[i] = output
@@ -148,7 +163,10 @@ class GenerationHandler:
 
     def warm_up(self, model: LoadedModel) -> None:
         generator: Generator = model.predictor
-        generator.generate(["warm up"], GenerationParams.model_validate({"max_new_tokens": 2}), truncate=True)
+        params = GenerationParams.model_validate({"max_new_tokens": 2})
+        generator.generate(["warm up"], params, truncate=True, use_model_constraint=False)
+        if generator.constraint is not None:
+            _ = generator.guide  # the model's constraint compiler (its token index) before the first request
 
 
 def _dispatcher(batch: list[GenItem]) -> Callable[[list[str]], None]:
@@ -245,3 +263,33 @@ def encode_items(
         ids = generator.format.prompt_ids(generator.tokenizer, prompt)
         items.append(GenItem(prompt, check_prompt(ids, cap, i), params, stream=stream))
     return items
+
+
+def constrain_items(
+    model: LoadedModel,
+    limits: GenerationLimits,
+    items: Sequence[GenItem],
+    spec: GuidedSpec | None,
+    texts: Sequence[str] | None = None,
+) -> None:
+    """Compile each row's constraint: the request's ``spec``, else the model's own (its slots filled from
+    ``texts``, default the rows' prompts). 422 naming the problem when one is invalid, too big or too slow
+    to compile (bounded by ``limits.guided``). Blocking: the server runs it off the event loop."""
+    generator: Generator = model.predictor
+    if spec is None and generator.constraint is None:
+        return
+    if items and items[0].params.num_beams > 1:
+        raise RequestError(422, "invalid_request", "guided decoding needs num_beams: 1")
+    sources = list(texts) if texts is not None else [x.prompt for x in items]
+    try:
+        compiled = [generator.constraint_for(text, spec, limits=limits.guided) for text in sources]
+    except ConstraintError as err:
+        raise RequestError(422, err.code, str(err)) from None
+    key = "model" if spec is None else f"{spec.kind}:{spec.text()}"
+    for item, constraint in zip(items, compiled, strict=True):
+        item.constraint, item.guided_key = constraint, key
+
+
+def token_cost(items: Sequence[GenItem]) -> int:
+    """What a request reserves of a token budget: its prompt tokens plus ``max_new_tokens`` per row."""
+    return sum(len(x.ids) + x.params.max_new_tokens for x in items)

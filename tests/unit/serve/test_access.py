@@ -20,7 +20,7 @@ def test_reloaded_keys_replace_keys_and_budgets(tmp_path: Path) -> None:
     state.access.use_keys([r for r in file_records if r.name != "alice"])
     assert state.access.keys.authenticate(alice) is None and state.access.keys.authenticate(bob) is not None
     assert str(state.access.limiter.budgets("bob")[0]) == "9 per 1 second"
-    assert state.access.limiter.budgets("alice") == (None, None)  # a revoked key's budget is gone too
+    assert state.access.limiter.budgets("alice") == (None, None, None)  # a revoked key's budget is gone too
     state.access.use_keys([])
     assert state.access.keys.enabled  # no keys left: all refused
     assert state.access.keys.authenticate(bob) is None

@@ -26,13 +26,15 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 def test_keys_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = tmp_path / "keys.yaml"
     code, out, _ = run_cli(
-        capsys, "keys", "create", "alice", "--file", str(file), "-m", "langid", "--requests", "10/second"
-    )
+        capsys, "keys", "create", "alice", "--file", str(file), "-m", "langid", "--requests", "10/second",
+        "--tokens", "100000/minute",
+    )  # fmt: skip
     key = out.strip()
     assert code == 0 and key.startswith("mk_")
     assert key not in file.read_text() and read_keys_file(file)[0].sha256 == hash_key(key)
     code, out, _ = run_cli(capsys, "keys", "list", "--file", str(file))
     assert code == 0 and "alice" in out and "models=langid" in out and "requests=10/second" in out
+    assert "tokens=100000/minute" in out
     assert key not in out
     code, _, err = run_cli(capsys, "keys", "create", "alice", "--file", str(file))
     assert code == 2 and err.startswith("error: a key named 'alice' already exists")

@@ -1,4 +1,4 @@
-"""Per-key budgets for requests and input characters, with Retry-After; memory and Redis storage."""
+"""Per-key budgets for requests, input characters and tokens, with Retry-After; memory and Redis storage."""
 
 from __future__ import annotations
 
@@ -62,6 +62,29 @@ async def test_other_strategies(strategy: str) -> None:
     await limiter.close()
 
 
+@pytest.mark.parametrize("strategy", ["sliding-window-counter", "fixed-window"])
+async def test_token_budget_reserves_then_refunds_the_unused_part(strategy: str) -> None:
+    limiter = RateLimiter(RateLimitSettings(tokens="100/minute", strategy=strategy))  # type: ignore[arg-type]
+    assert await limiter.spend_tokens("k", 70) == 70  # prompt + max_new_tokens
+    assert (await limiter.headers("k"))["x-ratelimit-remaining-tokens"] == "30"
+    with pytest.raises(RateLimited) as err:
+        await limiter.spend_tokens("k", 40)
+    assert err.value.budget == "tokens" and int(err.value.headers["Retry-After"]) >= 1
+    await limiter.refund_tokens("k", 50)  # the answer used 20 of the 70
+    headers = await limiter.headers("k")
+    assert headers["x-ratelimit-remaining-tokens"] == "80" and headers["x-ratelimit-limit-tokens"] == "100"
+    await limiter.refund_tokens("k", 500)  # never more than was spent
+    assert (await limiter.headers("k"))["x-ratelimit-remaining-tokens"] == "100"
+    assert await limiter.spend_tokens("nobudget-free", 10) == 10  # the default applies to every key
+    assert await RateLimiter(RateLimitSettings()).spend_tokens("k", 10) == 0  # no budget: nothing reserved
+    await limiter.close()
+
+
+def test_token_budgets_need_a_strategy_that_can_refund() -> None:
+    with pytest.raises(ValueError, match="moving window"):
+        RateLimitSettings(tokens="100/minute", strategy="moving-window")
+
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
@@ -76,6 +99,19 @@ async def test_redis_storage_is_shared_between_limiters(redis_url: str) -> None:
     await one.spend_request("shared")
     with pytest.raises(RateLimited):
         await two.spend_request("shared")
+    await one.close()
+    await two.close()
+
+
+async def test_token_budgets_and_refunds_are_shared_through_redis(redis_url: str) -> None:
+    settings = RateLimitSettings(storage=redis_url, tokens="100/minute")
+    one, two = RateLimiter(settings), RateLimiter(settings)
+    await one.spend_tokens("tok", 60)
+    with pytest.raises(RateLimited):
+        await two.spend_tokens("tok", 60)
+    await one.refund_tokens("tok", 30)
+    assert await two.spend_tokens("tok", 60) == 60
+    assert (await one.headers("tok"))["x-ratelimit-remaining-tokens"] == "10"
     await one.close()
     await two.close()
 

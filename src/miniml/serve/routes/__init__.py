@@ -3,7 +3,8 @@
 - ``predict``: ``POST /v1/models/{name}/predict`` (+ the ASGI fast path in front of FastAPI);
 - ``generate``: ``POST /v1/models/{name}/generate``;
 - ``openai``: ``POST /v1/completions``, ``POST /v1/chat/completions``;
-- ``models``: ``GET /v1/models``; ``operations``: ``/healthz``, ``/readyz``, ``/metrics``.
+- ``models``: ``GET /v1/models``, ``GET /v1/models/{name}``;
+- ``operations``: ``/healthz``, ``/readyz``, ``/metrics``.
 """
 
 from __future__ import annotations

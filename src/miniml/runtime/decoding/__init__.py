@@ -1,0 +1,1 @@
+"""Continuous batching: generation scheduled one decoding step at a time (see ``scheduler``)."""

@@ -1,0 +1,86 @@
+"""Guided decoding in the generation loop: request constraints, and a model's own saved constraint."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+import tiny_generative as tg
+from miniml.errors import MinimlError
+from miniml.guided.spec import GuidedSpec
+from miniml.modelfolder import read_info, write_info
+from miniml.runtime.generation import GenerationParams
+from miniml.tasks import load_generator
+from tiny_generative import one_torch_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+REPO = Path(__file__).resolve().parents[3]
+SCHEMA = {
+    "type": "object",
+    "properties": {"digits": {"type": "array", "items": {"type": "integer", "maximum": 9}, "maxItems": 3}},
+    "required": ["digits"],
+    "additionalProperties": False,
+}
+SAMPLING = GenerationParams(max_new_tokens=40, temperature=1.0)
+
+
+def test_a_tiny_lm_writes_valid_json_only_when_guided() -> None:
+    generator = load_generator(tg.trained_folder("gpt2"))
+    prompts = [p[0] for p in tg.PAIRS[:8]]
+    free = generator.generate(prompts, SAMPLING)
+    assert not any(_is_json(t) for t in free), free
+    guided = generator.generate(prompts, SAMPLING, guided=GuidedSpec(json_schema=SCHEMA))
+    for text in guided:
+        jsonschema.validate(json.loads(text), SCHEMA)
+
+
+def test_guided_rows_share_a_batch_with_free_rows() -> None:
+    generator = load_generator(tg.trained_folder("t5"))
+    ids = [generator.encode_prompt(p[0]) for p in tg.PAIRS[:3]]
+    choice = generator.constraint_for("", GuidedSpec(choice=["yes", "no"]))
+    params = [GenerationParams(max_new_tokens=8)] * 3
+    results = generator.run(ids, params, constraints=[None, choice, None])
+    assert results[1].text in {"yes", "no"} and results[1].finish_reason == "stop"
+    assert results[0].text == generator.generate([tg.PAIRS[0][0]], params[0])[0]  # free rows unchanged
+
+
+def test_beam_search_cannot_be_guided() -> None:
+    generator = load_generator(tg.trained_folder("t5"))
+    with pytest.raises(MinimlError, match="num_beams"):
+        generator.generate(["x"], GenerationParams(num_beams=2), guided=GuidedSpec(choice=["a"]))
+
+
+def test_a_saved_constraint_applies_unless_turned_off(tmp_path: Path) -> None:
+    folder = shutil.copytree(tg.trained_folder("t5"), tmp_path / "t5-sql")
+    constraint = yaml.safe_load((REPO / "examples" / "text2sql" / "train.yaml").read_text())["model"][
+        "constraint"
+    ]
+    info = read_info(folder)
+    write_info(
+        folder, info.model_copy(update={"preprocessing": {**info.preprocessing, "constraint": constraint}})
+    )
+    generator = load_generator(folder)
+    prompt = "table: t-1\ncolumns: Name, Age\nQ: who? DROP TABLE t\nA:"
+    for text in generator.generate([prompt] * 6, SAMPLING, truncate=True):
+        assert re.fullmatch(
+            r"select ((count|max|min|avg|sum) )?(name|age) from t-1( where .*)?", text.lower()
+        )
+        assert "drop" not in text.lower()
+    free = generator.generate(
+        [prompt], GenerationParams(max_new_tokens=8), use_model_constraint=False, truncate=True
+    )
+    assert not free[0].lower().startswith("select")
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
