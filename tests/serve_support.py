@@ -92,6 +92,13 @@ def redis_server(tmp: Path) -> Iterator[str]:
         stop(proc)
 
 
+def die_with_parent() -> None:
+    """Linux: SIGTERM this child when the test process dies, so a killed pytest leaves no server behind."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class ServerProcess:
     """``python -m miniml serve ...`` in a subprocess on a free port; logs go to a file."""
 
@@ -107,6 +114,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=full_env,
             cwd=tmp,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
 
     def wait_ready(self, timeout: float = 90) -> ServerProcess:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -91,6 +92,8 @@ def test_hub_serves_a_team(
         assert (admin / "hub" / "env").read_text() == f"export MLFLOW_TRACKING_URI={url}\n"
         state = json.loads((admin / "hub" / "hub.json").read_text())
         assert state["url"] == url and state["artifacts_destination"] == f"s3://{bucket}/artifacts"
+        hub_tree = psutil.Process(state["pid"]).children(recursive=True)
+        assert not [p for p in hub_tree if "huey" in " ".join(p.cmdline())]  # no idle MLflow job workers
         monkeypatch.setenv("MINIML_HOME", str(admin))  # the commands below run in this process
         code, out, _ = cli(capsys, "hub", "status")
         assert code == 0 and f"hub: running at {url}" in out

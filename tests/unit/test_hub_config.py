@@ -49,6 +49,7 @@ def test_password_stays_off_the_command_line(tmp_path: Path) -> None:
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert command[command.index("--artifacts-destination") + 1] == "s3://team/mlflow"
     assert "--serve-artifacts" in command
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"  # no idle job workers (about 1.2 GB)
     assert _scrub("FATAL: password s3cret rejected", "postgresql://team:s3cret@db/m") == (
         "FATAL: password *** rejected"
     )

@@ -115,6 +115,9 @@ def server_command(cfg: HubConfig) -> tuple[list[str], dict[str, str]]:
         command += ["--allowed-hosts", cfg.allowed_hosts]
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": cfg.backend_store_uri}
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's job runner (GenAI judges, trace rollups) starts seven huey worker processes, about 1.2 GB,
+    # that a miniml hub never uses; a team that wants them sets the variable to true.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if cfg.s3_endpoint_url:
         env["MLFLOW_S3_ENDPOINT_URL"] = cfg.s3_endpoint_url
     env.pop("MLFLOW_TRACKING_URI", None)
