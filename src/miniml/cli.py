@@ -381,6 +381,21 @@ def models_promote(
     typer.echo(message)
 
 
+@models_app.command("card")
+def models_card(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="NAME@ALIAS, NAME/VERSION, NAME (latest), models:/... or a model folder.", show_default=False
+        ),
+    ],
+) -> None:
+    """Print a model's card (README.md: Hugging Face front matter, data, metrics, lineage, limits)."""
+    from miniml.registry.cards import model_card
+
+    typer.echo(model_card(model), nl=False)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 5000,

@@ -4,6 +4,7 @@ Layout::
 
     model/
         miniml.json              # ModelInfo below
+        README.md                # the model card, rendered from miniml.json (miniml.modelcard)
         model.safetensors | model.onnx
         config.json, tokenizer files          # Hugging Face models
         featurizer.json                       # from-scratch models
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from miniml.errors import ModelError
 from miniml.io import atomic_write_json
+from miniml.modelcard import write_card
 
 log = logging.getLogger("miniml")
 
@@ -95,8 +97,11 @@ def read_info(folder: Path) -> ModelInfo:
 
 
 def write_info(folder: Path, info: ModelInfo) -> None:
-    """Write ``miniml.json`` with the manifest of every other file: call it after the folder is complete."""
+    """Write ``miniml.json`` with the manifest of every other file: call it after the folder is complete.
+
+    The model card (``README.md``, rendered from ``info``) is written first, so the manifest covers it."""
     folder = Path(folder)
+    write_card(folder, info)
     data = info.model_dump(mode="json")
     data.update(format_version=FORMAT_VERSION, manifest=manifest_of(folder))
     atomic_write_json(folder / INFO_FILE, data)

@@ -2,7 +2,8 @@
 
 Weights are ``model.safetensors`` (``safetensors.torch.save_model``: shared tensors handled, never pickle),
 the builder spec is ``builder.json`` (the ``model:`` section the model was trained with), the featurizer
-writes its own files, and pretrained encoders also get their ``config.json``. Loading rebuilds the module
+writes its own files, and pretrained encoders also get their ``config.json`` (which plain transformers
+either loads exactly or refuses, see ``miniml.models.hf_folder``). Loading rebuilds the module
 with the same builder, skeleton only, then loads the weights strictly.
 """
 
@@ -22,6 +23,7 @@ from miniml.errors import MinimlError, ModelError
 from miniml.io import atomic_write_json
 from miniml.modelfolder import ModelInfo, verify_folder, write_info
 from miniml.models.featurizer import Featurizer
+from miniml.models.hf_folder import refusal_reason, refuse_transformers
 from miniml.models.registry import SPEC_ADAPTER, get_builder, load_featurizer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -56,6 +58,9 @@ def save_model_folder(
     config = getattr(module, "config", None)
     if config is not None and hasattr(config, "save_pretrained"):
         config.save_pretrained(str(folder))
+        reason = refusal_reason(info)
+        if reason is not None:  # plain transformers would answer differently: make it refuse, loudly
+            refuse_transformers(folder, reason)
     write_info(folder, info)
 
 

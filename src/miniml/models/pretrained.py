@@ -23,6 +23,7 @@ from miniml.errors import ModelError
 from miniml.io import atomic_write_json
 from miniml.models.featurizer import FEATURIZER_FILE, normalize_text
 from miniml.models.hf import from_pretrained, require_model_folder
+from miniml.models.hf_folder import HF_CONFIG, config_source
 
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")
 _LAYER = re.compile(r"\.layers?\.(\d+)\.")
@@ -123,10 +124,14 @@ class TokenizerFeaturizer:
 
 def load_tokenizer(folder: Path, preprocessing: dict[str, Any]) -> TokenizerFeaturizer:
     """Rebuild the tokenizer saved in a model folder."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     settings = json.loads((Path(folder) / FEATURIZER_FILE).read_text(encoding="utf-8"))
-    return TokenizerFeaturizer(from_pretrained(AutoTokenizer, str(folder)), max_length=settings["max_length"])
+    extra: dict[str, Any] = {}
+    if (Path(folder) / HF_CONFIG).is_file():  # config.json is the refusal stub: hand the real config over
+        extra["config"] = from_pretrained(AutoConfig, config_source(folder))
+    tokenizer = from_pretrained(AutoTokenizer, str(folder), **extra)
+    return TokenizerFeaturizer(tokenizer, max_length=settings["max_length"])
 
 
 class MeanPoolClassifier(nn.Module):
@@ -163,7 +168,7 @@ def pretrained(
     """Load the pretrained encoder (with ``source``: an untrained skeleton from a model folder's config)."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    where = str(source) if source is not None else require_model_folder(spec.name_or_path)
+    where = config_source(source) if source is not None else require_model_folder(spec.name_or_path)
     overrides: dict[str, Any] = {
         "num_labels": len(labels),
         "id2label": dict(enumerate(labels)),

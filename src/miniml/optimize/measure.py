@@ -62,18 +62,25 @@ def predict_all(predictor: Predictor, texts: Sequence[str], batch_size: int = 32
 
 
 def quality(probs: np.ndarray, targets: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
-    """Accuracy and macro-F1 of argmax predictions against string targets."""
-    from sklearn.metrics import accuracy_score, f1_score
+    """Accuracy, macro-F1 and per-label precision / recall / F1 of argmax predictions against string
+    targets (the per-label figures feed the optimized model's card)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
     index = {label: i for i, label in enumerate(labels)}
     y_true = np.array([index.get(str(t), -1) for t in targets])
     y_pred = probs.argmax(axis=-1)
     ids = list(range(len(labels)))
-    return {
+    out = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
         "examples": float(len(y_true)),
     }
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    for i, label in enumerate(labels):
+        out.update(
+            {f"precision/{label}": float(p[i]), f"recall/{label}": float(r[i]), f"f1/{label}": float(f[i])}
+        )
+    return out
 
 
 def max_abs_diff(a: Predictor, b: Predictor, texts: Sequence[str], batch_size: int = 16) -> float:

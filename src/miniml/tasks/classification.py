@@ -32,6 +32,7 @@ from miniml.metrics.report import write_report
 from miniml.modelfolder import ModelInfo, write_info
 from miniml.models.featurizer import Featurizer
 from miniml.models.folder import architecture_of, save_model_folder
+from miniml.models.hf_folder import TEMPERATURE_REASON, fold_temperature, refuse_transformers
 from miniml.models.registry import ModelSpec, get_builder, load_featurizer
 from miniml.runtime.predictor import predict_in_batches, require_finite
 from miniml.runtime.table import open_runtime
@@ -206,9 +207,13 @@ class ClassificationRecipe:
         fit = temperature_fit(probs, label_ids(self.labels, frame["target"].tolist()))
         log.info("temperature scaling on validation: %s", fit)
         update: dict[str, Any] = {"lineage": {**info.lineage, "temperature_scaling": fit}}
-        if fit["kept"]:
+        if fit["kept"] and info.architecture == "hf" and fold_temperature(folder, float(fit["temperature"])):
+            fit["folded_into_weights"] = True  # plain transformers then gives miniml's probabilities too
+        elif fit["kept"]:
             update["logit_temperature"] = fit["temperature"]
         info = info.model_copy(update=update)
+        if info.architecture == "hf" and info.logit_temperature != 1.0:
+            refuse_transformers(folder, TEMPERATURE_REASON)
         write_info(folder, info)
         return info
 

@@ -20,6 +20,7 @@ from transformers import TrainerCallback, set_seed
 
 import miniml.paths as paths
 from miniml.data.dataset import Dataset, fingerprint_of, open_dataset
+from miniml.data.facts import dataset_facts
 from miniml.errors import ModelError
 from miniml.io import atomic_dir, atomic_write_json
 from miniml.modelfolder import write_info
@@ -191,7 +192,7 @@ class TrainingSession:
         """Write the model folder atomically, scoring the test split through the runtime serving uses."""
         common = {
             "name": self.config.model_name,
-            "dataset": {"name": self.dataset.name, "fingerprint": self.dataset.fingerprint, "split": "test"},
+            "dataset": dataset_facts(self.dataset),  # what the model card says about the data
             "lineage": {"run_id": run_id, "config_fingerprint": self.state.config_fingerprint},
             "miniml_version": __version__,
         }

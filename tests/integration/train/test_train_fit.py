@@ -122,11 +122,28 @@ def test_pretrained_style_model(toy_dataset: Dataset, tiny_bert: Path, pooling: 
     info = read_info(outcome.model_folder)
     assert info.architecture == ("hf" if pooling == "cls" else "hf_mean_pool")
     assert info.base_model == str(tiny_bert)
-    if pooling == "cls":  # a plain transformers folder too
-        from transformers import AutoModelForSequenceClassification
+    check_plain_transformers(outcome.model_folder, toy_dataset, pooling)
 
-        hf = AutoModelForSequenceClassification.from_pretrained(outcome.model_folder)
-        assert hf.config.id2label == {0: "da", 1: "nn", 2: "sv"}
+
+def check_plain_transformers(folder: Path, dataset: Dataset, pooling: str) -> None:
+    """cls: plain transformers gives miniml's probabilities (a kept temperature is folded into the head);
+    mean: every Auto loader refuses, naming why, instead of building a fresh head."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if pooling == "mean":
+        with pytest.raises(ValueError, match="mean pooling"):
+            AutoModelForSequenceClassification.from_pretrained(folder)
+        return
+    info = read_info(folder)
+    assert info.logit_temperature == 1.0
+    texts = dataset.split("test")["input"].tolist()[:16]
+    hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert hf.config.id2label == {0: "da", 1: "nn", 2: "sv"}
+    batch = AutoTokenizer.from_pretrained(folder)(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        probs = torch.softmax(hf(**batch).logits, dim=-1).numpy()
+    np.testing.assert_allclose(probs, load_predictor(folder).predict_proba(texts), atol=1e-5)
 
 
 def test_same_seed_same_weights(toy_dataset: Dataset) -> None:
