@@ -250,3 +250,18 @@ def test_openapi_declares_bodies_errors_and_security(api_server: tuple[ServerPro
     assert chat["schema"]["properties"]["messages"]["items"]["$ref"] == "#/components/schemas/ChatMessage"
     assert "ChatMessage" in spec["components"]["schemas"]
     assert spec["paths"]["/healthz"]["get"]["security"] == []  # open routes need no key
+
+
+def test_model_card_endpoint(api_server: tuple[ServerProcess, dict], toy_model: Path) -> None:
+    server, keys = api_server
+    url = f"{server.url}/v1/models/toy/card"
+    assert httpx.get(url, timeout=10).status_code == 401
+    other = httpx.get(url, headers={"Authorization": f"Bearer {keys['other']}"}, timeout=10)
+    assert other.status_code == 403 and error_code(other) == "forbidden"
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=10)
+    assert answer.status_code == 200
+    assert answer.json() == {"model": "toy", "version": None, "card": (toy_model / "README.md").read_text()}
+    gone = httpx.get(f"{server.url}/v1/models/nope/card", headers={"X-API-Key": keys["admin"]}, timeout=10)
+    assert gone.status_code == 404 and error_code(gone) == "model_not_found"
+    page = httpx.get(f"{server.url}/ui", timeout=10)  # the page itself needs no key: it holds no data
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]

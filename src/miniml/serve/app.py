@@ -26,6 +26,7 @@ from miniml.serve.openai import ChatRequest, CompletionRequest
 from miniml.serve.openapi import install_openapi
 from miniml.serve.requestinfo import request_info
 from miniml.serve.routes import ROUTERS
+from miniml.serve.routes.console import ui_router
 from miniml.serve.routes.predict import PredictFastPath
 from miniml.serve.settings import ServeSettings
 from miniml.serve.state import ServerState
@@ -132,6 +133,8 @@ def create_app(
     app.state.miniml = state
     for router in ROUTERS:
         app.include_router(router)
+    if settings.server.ui:
+        app.include_router(ui_router())  # issue 19: the web console at /ui
     install_openapi(
         app,
         open_routes=state.access.open_routes,

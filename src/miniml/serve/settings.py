@@ -61,6 +61,7 @@ class ServerSettings(StepConfig):
         default="auto", description="event loop; auto: chosen by measurement under overload (see server.py)"
     )
     docs: bool = Field(default=True, description="serve OpenAPI at /docs and /openapi.json")
+    ui: bool = Field(default=True, description="serve the web console at /ui (it calls the API with a key)")
     opentelemetry: bool = Field(
         default=False,
         description="FastAPI's OpenTelemetry spans/metrics to the globally configured providers",

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from miniml.tasks import load_predictor
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from miniml.modelfolder import read_info, write_info
@@ -28,6 +27,7 @@ from miniml.models.hf_folder import (
 )
 from miniml.models.pretrained import PretrainedSpec
 from miniml.models.registry import get_builder
+from miniml.tasks import load_predictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "optimize"))
 from optimize_support import (

@@ -4,14 +4,16 @@
 - ``generate``: ``POST /v1/models/{name}/generate``;
 - ``openai``: ``POST /v1/completions``, ``POST /v1/chat/completions``;
 - ``models``: ``GET /v1/models``, ``GET /v1/models/{name}``;
-- ``operations``: ``/healthz``, ``/readyz``, ``/metrics``.
+- ``operations``: ``/healthz``, ``/readyz``, ``/metrics``;
+- ``console``: ``GET /v1/models/{name}/card`` (here) and the web console's ``/ui`` files (``create_app``
+  adds ``ui_router()`` unless ``server.ui: false``).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from miniml.serve.routes import generate, models, openai, operations, predict
+from miniml.serve.routes import console, generate, models, openai, operations, predict
 
 ROUTERS: tuple[APIRouter, ...] = (
     predict.router,
@@ -19,4 +21,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     operations.router,
     generate.router,
     openai.router,
+    console.card_router,
 )
