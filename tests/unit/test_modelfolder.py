@@ -43,7 +43,12 @@ def edit_info(folder: Path, **changes: object) -> None:
 def test_saving_writes_a_manifest_of_every_file(folder: Path) -> None:
     info = read_info(folder)
     assert info.format_version == 2
-    assert sorted(info.manifest or {}) == ["builder.json", "featurizer.json", "model.safetensors"]
+    assert sorted(info.manifest or {}) == [
+        "README.md",
+        "builder.json",
+        "featurizer.json",
+        "model.safetensors",
+    ]
     assert verify_folder(folder).manifest == info.manifest
     (folder / ".miniml-source.json").write_text("{}")  # hidden files (the registry's marker) are not checked
     verify_folder(folder)

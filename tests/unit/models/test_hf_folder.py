@@ -113,6 +113,7 @@ def test_mean_pool_folder_written_before_the_stub_still_loads(tmp_path: Path, me
     folder = Path(shutil.copytree(mean_folder, tmp_path / "mean"))
     before = load_predictor(folder).predict_proba(TEXTS)
     (folder / HF_CONFIG).replace(folder / "config.json")  # the old layout: the encoder config as config.json
+    write_info(folder, read_info(folder))  # a consistent folder of that layout (manifest rewritten)
     np.testing.assert_allclose(load_predictor(folder).predict_proba(TEXTS), before, atol=1e-6)
 
 
