@@ -63,6 +63,11 @@ def test_optimized_version_serves_the_same_answers(miniml_home: Path, tmp_path: 
         main(["optimize", "models:/tinybert/1", "--onnx", "--int8", *fast, "--set", "max_quality_drop=0.1"])
     assert done.value.code == 0
     optimized = resolve("models:/tinybert/2").path
+    from transformers import AutoModelForSequenceClassification
+
+    with pytest.raises(OSError, match=r"model\.safetensors"):  # an ONNX version: transformers refuses, loudly
+        AutoModelForSequenceClassification.from_pretrained(optimized)
+    assert "holds an ONNX graph" in (optimized / "README.md").read_text()
 
     servers = [
         ServerProcess([f"models:/tinybert/{v}", "--set", "batching.threads=1"], tmp_path) for v in (1, 2)

@@ -225,6 +225,7 @@ async function generate() {
   const status = $("generate-status");
   output.textContent = "";
   status.textContent = "generating…";
+  status.dataset.state = "running";
   const controller = new AbortController();
   state.running = controller;
   $("generate-run").disabled = true;
