@@ -16,7 +16,8 @@ from miniml.cli import main
 from miniml.data.dataset import Dataset, SourceRecord, write_dataset
 from miniml.modelcard import CARD_FILE, render_card
 from miniml.modelfolder import read_info
-from miniml.registry.store import register_model, resolve_model, set_alias
+from miniml.registry.store import register_model, set_alias
+from miniml.runtime.resolve import resolve
 
 HASHING = {"kind": "hashing_bag", "buckets": 4096, "dim": 16}
 KINDS = {"da": ["da"], "sv": ["sv"], "nn": ["nn-a", "nn-b", "nn-c"]}  # `nn` pools three kinds of rows
@@ -59,7 +60,7 @@ def test_train_and_optimize_write_cards_that_models_card_prints(
     dataset = dataset_with_sources()
     code, _, err = cli(capsys, "train", str(write_config(tmp_path / "train.yaml", dataset, HASHING)))
     assert code == 0, err
-    folder = resolve_model("models:/toy/1").path
+    folder = resolve("models:/toy/1").path
     text = (folder / CARD_FILE).read_text()
     assert text == render_card(read_info(folder))  # the card is what miniml.json says
     data = ModelCard(text).data
@@ -79,7 +80,7 @@ def test_train_and_optimize_write_cards_that_models_card_prints(
                        "--set", "measure.threads=1", "--set", "max_quality_drop=0.2")  # fmt: skip
     assert code == 0, err
     code, optimized, _ = cli(capsys, "models", "card", "toy/2")
-    assert code == 0 and optimized == (resolve_model("models:/toy/2").path / CARD_FILE).read_text()
+    assert code == 0 and optimized == (resolve("models:/toy/2").path / CARD_FILE).read_text()
     assert "- Optimized from `models:/toy/1` (version 1)." in optimized
     assert "- Step `int8`: dtype qint8, method torch_dynamic" in optimized
     assert "| nn | " in optimized and "Weights are quantized when miniml loads them" in optimized
@@ -91,7 +92,7 @@ def test_version_without_a_card_and_bad_refs(tmp_path: Path, capsys: pytest.Capt
     dataset = dataset_with_sources()
     code, _, err = cli(capsys, "train", str(write_config(tmp_path / "train.yaml", dataset, HASHING)))
     assert code == 0, err
-    old = Path(shutil.copytree(resolve_model("models:/toy/1").path, tmp_path / "old"))
+    old = Path(shutil.copytree(resolve("models:/toy/1").path, tmp_path / "old"))
     (old / CARD_FILE).unlink()  # a folder written before cards existed
     assert register_model("toy", old).version == 2
     code, out, _ = cli(capsys, "models", "card", "toy/2")
