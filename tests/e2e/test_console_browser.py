@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 from browser_support import Browser, chromium_binary
-from miniml.serve.generate import GenerateRequest
 
 import tiny_generative as tg
+from miniml.tasks.generative_serving import GenerateRequest
 from serve_support import ServerProcess, write_yaml
 
 TEXT = "hej med dig hvordan går det"
