@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from miniml.errors import ConfigError, DataError
 from miniml.io import atomic_write_json, atomic_write_text
+from miniml.modelcard import CardText
 from miniml.modelfolder import ModelInfo
 from miniml.models.folder import load_model_folder, save_model_folder
 from miniml.models.hashing_bag import HashingBagSpec
@@ -180,6 +181,7 @@ class RegressionTask:
     name = NAME
     config = RegressionConfig
     optimize = OptimizeSupport()  # nothing: ``miniml optimize`` refuses it with one line
+    card = CardText(words="Text regression (one number per text)")
     predict_batch_cap = None
 
     def labels(self, config: Any, frames: Mapping[str, pd.DataFrame]) -> list[str]:

@@ -391,6 +391,7 @@ def models_card(
     ],
 ) -> None:
     """Print a model's card (README.md: Hugging Face front matter, data, metrics, lineage, limits)."""
+    import miniml.tasks  # noqa: F401  the task table registers what each task's cards say
     from miniml.registry.cards import model_card
 
     typer.echo(model_card(model), nl=False)

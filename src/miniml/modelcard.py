@@ -11,13 +11,19 @@ trained on), test metrics with a per-class table, lineage, intended use and know
 
 The facts come from ``miniml.json``: ``dataset`` holds what training recorded about the dataset (see
 :func:`miniml.data.facts.dataset_facts`); a folder written before that still gets a card, with less in it.
+
+What a card says about the task (what the model does, how to use it, its intended use and limits, whether
+plain ``transformers`` loads it) comes from the task: every one of :mod:`miniml.tasks` has a
+:class:`CardText` (its ``card``), which the task table registers here with :func:`register_card_text`; a
+task without one gets the facts-only :data:`GENERIC`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,18 +35,6 @@ if TYPE_CHECKING:
 CARD_FILE = "README.md"
 # the packaged offline checkpoints, by their miniml name → the Hub id they are copies of
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
-PIPELINE_TAGS = {
-    "classification": "text-classification",
-    "seq2seq": "text2text-generation",
-    "causal_lm": "text-generation",
-    "embedding": "feature-extraction",
-}
-TASK_WORDS = {
-    "classification": "Text classification",
-    "seq2seq": "Text-to-text generation (encoder-decoder)",
-    "causal_lm": "Text generation (decoder-only language model)",
-    "embedding": "Text embeddings",
-}
 # license text in the data catalog → Hugging Face license id (the first license a source names)
 _LICENSES = [
     (r"CC0[ -]1\.0", "cc0-1.0"),
@@ -56,6 +50,53 @@ _LICENSES = [
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MAX_SOURCES = 25
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+
+
+def _no_lines(info: ModelInfo) -> list[str]:
+    return []
+
+
+def _never(info: ModelInfo) -> bool:
+    return False
+
+
+def _plain_architecture(info: ModelInfo) -> str:
+    return f"`{info.architecture}`"
+
+
+def _generic_use(info: ModelInfo, like: str) -> list[str]:
+    return [f"Inputs like those it was trained on: {like}."]
+
+
+@dataclass(frozen=True)
+class CardText:
+    """What a task says in its models' cards; each hook gets the folder's ``ModelInfo``.
+
+    ``intended_use`` also gets a phrase naming the training data (``texts like those of the `x` dataset``).
+    """
+
+    words: str | None = None  # the summary's first words ("Text classification"); None: the task's name
+    pipeline_tag: str | None = None  # the Hub's pipeline tag
+    what_it_does: Callable[[ModelInfo], list[str]] = _no_lines
+    architecture: Callable[[ModelInfo], str] = _plain_architecture
+    how_to_use: Callable[[ModelInfo], list[str]] = _no_lines
+    intended_use: Callable[[ModelInfo, str], list[str]] = _generic_use
+    known_limits: Callable[[ModelInfo], list[str]] = _no_lines
+    loads_in_transformers: Callable[[ModelInfo], bool] = _never  # with the same outputs miniml gives
+
+
+GENERIC = CardText()
+_TEXTS: dict[str, CardText] = {}
+
+
+def register_card_text(task: str, text: CardText) -> None:
+    """Use ``text`` for the cards of ``task``'s models (the task table calls this for every task)."""
+    _TEXTS[task] = text
+
+
+def card_text(task: str) -> CardText:
+    """The card text of ``task``; :data:`GENERIC` for a task that registered none."""
+    return _TEXTS.get(task, GENERIC)
 
 
 def write_card(folder: Path, info: ModelInfo) -> Path:
@@ -90,12 +131,13 @@ def front_matter(info: ModelInfo) -> str:
     """The card's metadata as YAML, through ``huggingface_hub.ModelCardData`` (the Hub's own schema)."""
     from huggingface_hub import EvalResult, ModelCardData
 
+    text = card_text(info.task)
     dataset = info.dataset or {}
     license_id, license_name = card_license(source_licenses(info))
     metrics = test_metrics(info)
     results = [
         EvalResult(
-            task_type=PIPELINE_TAGS.get(info.task, info.task),
+            task_type=text.pipeline_tag or info.task,
             dataset_type=str(dataset.get("name", "unknown")),
             dataset_name=_dataset_ref(dataset),
             dataset_split=str(dataset.get("split", "test")),
@@ -113,8 +155,8 @@ def front_matter(info: ModelInfo) -> str:
         datasets=[str(dataset["name"])] if dataset.get("name") else None,
         base_model=hub_base_model(info.base_model),
         metrics=sorted({_HEADLINE[m] for m in metrics if m in _HEADLINE}) or None,
-        pipeline_tag=PIPELINE_TAGS.get(info.task),
-        library_name="transformers" if loads_in_transformers(info) else None,
+        pipeline_tag=text.pipeline_tag,
+        library_name="transformers" if text.loads_in_transformers(info) else None,
         tags=_tags(info),
         eval_results=results or None,
     )
@@ -146,18 +188,6 @@ def hub_base_model(base: str | None) -> str | None:
         return None
     base = HUB_IDS.get(base, base)
     return base if _HUB_ID.match(base) and not Path(base).exists() else None
-
-
-def loads_in_transformers(info: ModelInfo) -> bool:
-    """Whether plain ``transformers`` loads this folder with the same outputs miniml gives."""
-    quantized = bool(getattr(info, "quantization", None))
-    return (
-        info.task == "classification"
-        and info.architecture == "hf"
-        and info.runtime == "torch"
-        and not quantized
-        and info.logit_temperature == 1.0  # a fitted temperature is folded into the weights
-    )
 
 
 def source_licenses(info: ModelInfo) -> list[str]:
@@ -206,25 +236,15 @@ def _section(title: str, lines: Iterable[str]) -> str:
 def _summary(info: ModelInfo) -> str:
     made = f"written by miniml {info.miniml_version}" if info.miniml_version else "written by miniml"
     return (
-        f"{TASK_WORDS.get(info.task, info.task)} model `{info.name}` ({info.architecture}, "
+        f"{card_text(info.task).words or info.task} model `{info.name}` ({info.architecture}, "
         f"{info.runtime} runtime), created {info.created_at}. This card is {made} from the folder's "
         "`miniml.json`; `miniml models card` prints it."
     )
 
 
 def _what_it_does(info: ModelInfo) -> list[str]:
-    lines = []
-    if info.task == "classification":
-        labels = ", ".join(f"`{x}`" for x in info.labels)
-        lines.append(
-            f"Assigns each input text one of {len(info.labels)} labels: {labels}, with a probability"
-        )
-        lines[-1] += " for every label (they sum to 1)."
-    elif info.task in ("seq2seq", "causal_lm"):
-        lines.append("Continues a prompt with generated text; the prompt format is in `miniml.json` ")
-        lines[-1] += "(`preprocessing`), applied by miniml the same way in training and serving."
-    lines.append("")
-    lines.append(f"- Architecture: {_architecture_words(info)}")
+    text = card_text(info.task)
+    lines = [*text.what_it_does(info), "", f"- Architecture: {text.architecture(info)}"]
     if info.base_model:
         hub = hub_base_model(info.base_model)
         shown = f"`{info.base_model}`" + (f" (`{hub}`)" if hub and hub != info.base_model else "")
@@ -233,66 +253,25 @@ def _what_it_does(info: ModelInfo) -> list[str]:
     if pre.get("kind"):
         extra = ", ".join(f"{k} {v}" for k, v in pre.items() if k != "kind" and _scalar(v))
         lines.append(f"- Preprocessing: {pre['kind']}" + (f" ({extra})" if extra else ""))
-    if info.task == "classification" and info.logit_temperature != 1.0:
+    if info.logit_temperature != 1.0:
         lines.append(
             f"- Scores are calibrated: logits are divided by {info.logit_temperature:.4g} before the "
             "softmax (temperature fitted on the validation split)."
         )
     quant = getattr(info, "quantization", None)
     if isinstance(quant, dict) and quant:
-        lines.append(f"- Weights are quantized when miniml loads them: {_pairs(quant)}.")
+        lines.append(f"- Weights are quantized when miniml loads them: {pairs(quant)}.")
     return lines
 
 
-def _architecture_words(info: ModelInfo) -> str:
-    words = {
-        "hf": "a pretrained transformer encoder with its sequence-classification head (first token)",
-        "hf_mean_pool": "a pretrained transformer encoder, attention-masked mean pooling and a linear head",
-        "hashing_bag": "hashed character and word n-grams, mean-pooled embeddings and a linear head",
-        "char_cnn": "character embeddings, convolutions and max pooling",
-        "bilstm": "embeddings and a bidirectional LSTM",
-    }
-    if info.task != "classification":
-        return f"`{info.architecture}`: a Hugging Face {info.task} model"
-    text = words.get(info.architecture)
-    return f"`{info.architecture}`: {text}" if text else f"`{info.architecture}`"
-
-
 def _how_to_use(info: ModelInfo) -> list[str]:
-    lines = [
+    return [
         "```",
         "miniml serve MODEL_FOLDER_OR_URI           # HTTP API with batching, cache, keys, metrics",
         "miniml predict MODEL --input in.jsonl --output out.jsonl",
         "```",
+        *card_text(info.task).how_to_use(info),
     ]
-    if info.task == "classification":
-        lines.append(
-            "Python: `miniml.tasks.load_predictor(folder).predict_proba(texts)` (columns in label order)."
-        )
-    if loads_in_transformers(info) and info.task == "classification":
-        lines.append(
-            "Plain `transformers` loads it too, with the same probabilities: "
-            "`AutoModelForSequenceClassification.from_pretrained(folder)` and `AutoTokenizer`."
-        )
-    elif info.task == "classification" and info.architecture in ("hf", "hf_mean_pool"):
-        lines.append(f"Plain `transformers` refuses this folder on purpose: {_why_not_transformers(info)}.")
-    return lines
-
-
-def _why_not_transformers(info: ModelInfo) -> str:
-    if info.runtime == "onnx":
-        return "it holds an ONNX graph (`model.onnx`) for onnxruntime, not PyTorch weights"
-    if info.architecture == "hf_mean_pool":
-        why = "transformers has no class for its mean-pooling classification head"
-    elif getattr(info, "quantization", None):
-        why = "miniml quantizes its weights to int8 when it loads them; transformers would answer differently"
-    else:
-        why = "miniml divides its logits by a calibrated temperature that transformers would not apply"
-    return (
-        f"{why}. Its `config.json` names a model type transformers does not know (with this reason), so "
-        "every Auto class fails instead of building a freshly initialised head; the real config is "
-        "`hf_config.json`"
-    )
 
 
 def _training_data(info: ModelInfo) -> list[str]:
@@ -331,7 +310,7 @@ def _composition(comp: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[st
         lines += ["", f"Training rows by `{column}`:", ""]
         for label, values in by_label.items():
             who = "all rows" if label == "*" else f"`{label}`"
-            lines.append(f"- {who}: " + ", ".join(f"{v} {n:,}" for v, n in _by_count(values)))
+            lines.append(f"- {who}: " + ", ".join(f"{v} {n:,}" for v, n in by_count(values)))
     return lines
 
 
@@ -394,44 +373,30 @@ def _lineage(info: ModelInfo) -> list[str]:
         lines.append(f"- Optimized from `{ref}`{version}.")
     for step in lineage.get("steps") or []:
         if isinstance(step, dict):
-            facts = _pairs({k: v for k, v in step.items() if k != "step"})
+            facts = pairs({k: v for k, v in step.items() if k != "step"})
             lines.append(f"- Step `{step.get('step')}`" + (f": {facts}" if facts else ""))
     parity = lineage.get("parity")
     if isinstance(parity, dict) and parity:
-        lines.append(f"- Parity with the parent: {_pairs(parity)}")
+        lines.append(f"- Parity with the parent: {pairs(parity)}")
     earlier = lineage.get("parent_lineage") or lineage
     if earlier.get("run_id"):
         lines.append(f"- Trained in MLflow run `{earlier['run_id']}`.")
     scaling = earlier.get("temperature_scaling")
     if isinstance(scaling, dict):
-        lines.append(f"- Temperature scaling on validation: {_pairs(scaling)}")
+        lines.append(f"- Temperature scaling on validation: {pairs(scaling)}")
     if isinstance(lineage.get("lora"), dict):
-        lines.append(f"- LoRA: {_pairs(lineage['lora'])}")
+        lines.append(f"- LoRA: {pairs(lineage['lora'])}")
     return lines
 
 
 def _intended_use(info: ModelInfo) -> list[str]:
     data = (info.dataset or {}).get("name")
     like = f"texts like those of the `{data}` dataset (see Training data)" if data else "texts like its data"
-    if info.task == "classification":
-        return [
-            f"Labelling {like} with one of its {len(info.labels)} labels, behind `miniml serve` or in batch "
-            "with `miniml predict`; use the probabilities to route unsure answers to a person."
-        ]
-    return [f"Generating answers for prompts built like its training prompts, on {like}."]
+    return card_text(info.task).intended_use(info, like)
 
 
 def _known_limits(info: ModelInfo) -> list[str]:
-    lines = []
-    if info.task == "classification":
-        lines.append(
-            f"- Closed label set: every input gets one of the {len(info.labels)} labels, even a text that "
-            "fits none of them; a high probability is not proof that the text belongs to the label set."
-        )
-        lines += _composition_limits(info)
-        lines += _weakest(info)
-    else:
-        lines.append("- Generated text is not checked for correctness; judge it before you act on it.")
+    lines = card_text(info.task).known_limits(info)
     pre = info.preprocessing or {}
     for key in ("max_length", "max_input_tokens"):
         if isinstance(pre.get(key), int):
@@ -439,40 +404,11 @@ def _known_limits(info: ModelInfo) -> list[str]:
     parity = (info.lineage or {}).get("parity")
     if isinstance(parity, dict) and parity.get("final_max_abs_diff"):
         lines.append(
-            f"- This optimized version's probabilities differ from its parent's by up to "
+            f"- This optimized version's outputs differ from its parent's by up to "
             f"{float(parity['final_max_abs_diff']):.2g} on the test texts."
         )
     lines.append("- Test metrics come from one held-out split; other domains may score lower.")
     return lines
-
-
-def _composition_limits(info: ModelInfo) -> list[str]:
-    """A catch-all label (the one whose rows span the most values of an extra column, at least 3, e.g.
-    nordic-langid's ``other`` by ``lang``): name what it was trained on."""
-    lines = []
-    for column, by_label in ((info.dataset or {}).get("composition") or {}).items():
-        spans = {label: values for label, values in by_label.items() if label != "*"}
-        if not spans:
-            continue
-        label = max(spans, key=lambda x: len(spans[x]))
-        if len(spans[label]) >= 3:
-            seen = ", ".join(str(v) for v, _ in _by_count(spans[label]))
-            lines.append(
-                f"- `{label}` was trained on rows whose `{column}` is one of: {seen}. Inputs of any other "
-                f"`{column}` are outside its training data: which label they get is not predictable."
-            )
-    return lines
-
-
-def _weakest(info: ModelInfo) -> list[str]:
-    metrics = test_metrics(info)
-    f1 = {label: metrics[f"f1/{label}"] for label in info.labels if f"f1/{label}" in metrics}
-    if len(f1) < 2:
-        return []
-    label = min(f1, key=lambda x: f1[x])
-    if max(f1.values()) - f1[label] < 0.005:
-        return []
-    return [f"- Weakest label on test: `{label}` (F1 {f1[label]:.3f})."]
 
 
 # ---------------------------------------------------------------- formatting
@@ -483,7 +419,7 @@ def _dataset_ref(data: Mapping[str, Any]) -> str:
     return f"{name}/{fp}" if name and fp else str(name or "unknown")
 
 
-def _by_count(values: Mapping[str, int]) -> list[tuple[str, int]]:
+def by_count(values: Mapping[str, int]) -> list[tuple[str, int]]:
     """Most frequent first (ties by name), the summed-up rest ``(other)`` last."""
     return sorted(values.items(), key=lambda kv: (kv[0] == "(other)", -kv[1], kv[0]))
 
@@ -492,7 +428,7 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool) and len(str(value)) <= 80
 
 
-def _pairs(mapping: Mapping[str, Any]) -> str:
+def pairs(mapping: Mapping[str, Any]) -> str:
     parts = []
     for key, value in mapping.items():
         if isinstance(value, float):

@@ -9,13 +9,16 @@ from huggingface_hub import ModelCard
 
 from miniml.modelcard import (
     CARD_FILE,
+    GENERIC,
     card_license,
+    card_text,
     hub_base_model,
     license_id,
-    loads_in_transformers,
     render_card,
 )
 from miniml.modelfolder import ModelInfo, write_info
+from miniml.tasks import get_task  # the task table registers what each task's cards say
+from miniml.tasks.classification_card import loads_in_transformers
 
 LABELS = ["da", "nb", "other"]
 DATASET = {
@@ -185,3 +188,14 @@ def test_write_info_writes_the_card_first(tmp_path: Path) -> None:
     assert (tmp_path / CARD_FILE).read_text() == render_card(info)
     write_info(tmp_path, info.model_copy(update={"metrics": {"accuracy": 0.5}}))
     assert "| accuracy | 0.5000 |" in (tmp_path / CARD_FILE).read_text()  # rewritten with miniml.json
+
+
+def test_card_text_comes_from_the_task() -> None:
+    for name in ("classification", "seq2seq", "causal_lm"):
+        assert card_text(name) is get_task(name).card
+    assert card_text("no-such-task") is GENERIC
+    text = render_card(classifier(task="no-such-task", logit_temperature=1.0))  # facts only, no task words
+    assert (
+        text.startswith("---\n") and "no-such-task model `langid`" in text and "| accuracy | 0.9100 |" in text
+    )
+    assert "Closed label set" not in text and "ModelCard" not in text

@@ -82,6 +82,14 @@ class ModelList(BaseModel):
     models: list[ModelCard]
 
 
+class CardResponse(BaseModel):
+    """A served model's model card."""
+
+    model: str
+    version: int | None = Field(description="registry version served; null for a folder")
+    card: str = Field(description="README.md of the model folder: YAML front matter, then Markdown")
+
+
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
 

@@ -2,7 +2,8 @@
 
 - ``base``: the ``Task`` protocol and the shared ``TrainConfig`` keys;
 - ``classification``, ``seq2seq``, ``causal_lm``: the built-in tasks (``generative``: what the last two
-  share; ``*_serving``, ``serving``: their serving hooks; ``generative_scoring``: their test metrics);
+  share; ``*_serving``, ``serving``: their serving hooks; ``generative_scoring``: their test metrics;
+  ``*_card``: what their model cards say);
 - ``registry``: the task table, ``get_task``, ``register_task`` and ``load_model`` (any model URI →
   ``LoadedModel`` on its task's runtime).
 """

@@ -13,6 +13,7 @@ Training, evaluation, batch prediction, optimization, the pipeline and the serve
 - how outputs become answers, in one shape for ``miniml predict`` and HTTP (:meth:`Task.predict`), its
   metrics, scoring and report (:meth:`Task.evaluate` → :class:`Evaluation`);
 - what ``miniml optimize`` can do with it (:class:`OptimizeSupport`);
+- what its models' cards say about it (``card``: a :class:`miniml.modelcard.CardText`);
 - its serving hooks (:meth:`Task.handler` → :class:`ServingHooks`): request → items → outputs → response.
 
 Adding a task is one module: a class implementing this protocol, registered with
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from pydantic import Field, model_validator
 
 from miniml.config import StepConfig
+from miniml.modelcard import CardText
 from miniml.modelfolder import ModelInfo
 
 if TYPE_CHECKING:
@@ -259,6 +261,11 @@ class Task(Protocol):
 
     @property
     def optimize(self) -> OptimizeSupport: ...
+
+    @property
+    def card(self) -> CardText:
+        """What its models' cards say about the task (``README.md``, :mod:`miniml.modelcard`)."""
+        ...
 
     @property
     def predict_batch_cap(self) -> int | None:

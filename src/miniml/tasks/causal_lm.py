@@ -18,6 +18,7 @@ from miniml.models.hf import PretrainedModel, end_token_id, load_hf_config, load
 from miniml.models.quantization import Quantization
 from miniml.tasks.base import OptimizeSupport
 from miniml.tasks.generative import GenerativeConfig, GenerativeSettings, GenerativeTask
+from miniml.tasks.generative_card import card_text
 
 TASK: Literal["causal_lm"] = "causal_lm"
 IGNORE_INDEX = -100  # label value the loss skips (transformers' convention)
@@ -165,6 +166,7 @@ class CausalLMTask(GenerativeTask):
 
     name = TASK
     config = CausalLMConfig
+    card = card_text("Text generation (decoder-only language model)", "text-generation")
     format_cls = CausalLMFormat
     metric_names = ("exact_match", "token_f1", "perplexity")
     peft_task = "CAUSAL_LM"

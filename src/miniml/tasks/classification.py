@@ -37,6 +37,7 @@ from miniml.models.registry import ModelSpec, get_builder, load_featurizer
 from miniml.runtime.predictor import predict_in_batches, require_finite
 from miniml.runtime.table import open_runtime
 from miniml.tasks.base import EvaluateOptions, OptimizeSupport, TrainConfig, TrainingContext
+from miniml.tasks.classification_card import CARD
 from miniml.tasks.classification_serving import ClassificationHandler, top_k_answers
 
 if TYPE_CHECKING:
@@ -237,6 +238,7 @@ class ClassificationTask:
 
     name = "classification"
     config = ClassificationConfig
+    card = CARD
     predict_batch_cap = None
     optimize = OptimizeSupport(
         family="probabilities",

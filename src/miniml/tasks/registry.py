@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from miniml.errors import ConfigError, ModelError
+from miniml.modelcard import register_card_text
 from miniml.modelfolder import read_info
 from miniml.registry.uris import ModelSource
 from miniml.runtime.generation import Generator
@@ -24,6 +25,8 @@ from miniml.tasks.seq2seq import Seq2SeqTask
 
 DEFAULT_TASK = "classification"
 _TASKS: dict[str, Task] = {task.name: task for task in (ClassificationTask(), Seq2SeqTask(), CausalLMTask())}
+for _task in _TASKS.values():
+    register_card_text(_task.name, _task.card)
 
 
 def register_task(task: Task, *, replace: bool = False) -> Task:
@@ -31,6 +34,7 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     if task.name in _TASKS and _TASKS[task.name] is not task and not replace:
         raise ValueError(f"task {task.name!r} is already registered")
     _TASKS[task.name] = task
+    register_card_text(task.name, task.card)
     return task
 
 

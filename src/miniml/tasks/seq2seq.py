@@ -27,6 +27,7 @@ from miniml.models.hf import (
 from miniml.models.quantization import Quantization
 from miniml.tasks.base import OptimizeSupport
 from miniml.tasks.generative import GenerativeConfig, GenerativeSettings, GenerativeTask
+from miniml.tasks.generative_card import card_text
 
 TASK: Literal["seq2seq"] = "seq2seq"
 
@@ -231,6 +232,7 @@ class Seq2SeqTask(GenerativeTask):
 
     name = TASK
     config = Seq2SeqConfig
+    card = card_text("Text-to-text generation (encoder-decoder)", "text2text-generation")
     format_cls = Seq2SeqFormat
     metric_names = ("exact_match", "token_f1", *ROUGE_TYPES)
     peft_task = "SEQ_2_SEQ_LM"

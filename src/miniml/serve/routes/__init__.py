@@ -1,19 +1,19 @@
-"""The HTTP routes, one module per resource; every model route calls ``inference.run_inference``.
+"""The HTTP routes, one module per resource; every inference route calls ``inference.run_inference``.
 
 - ``predict``: ``POST /v1/models/{name}/predict`` (+ the ASGI fast path in front of FastAPI);
 - ``generate``: ``POST /v1/models/{name}/generate``;
 - ``openai``: ``POST /v1/completions``, ``POST /v1/chat/completions``;
-- ``models``: ``GET /v1/models``, ``GET /v1/models/{name}``;
+- ``models``: ``GET /v1/models``, ``GET /v1/models/{name}``, ``GET /v1/models/{name}/card``;
 - ``operations``: ``/healthz``, ``/readyz``, ``/metrics``;
-- ``console``: ``GET /v1/models/{name}/card`` (here) and the web console's ``/ui`` files (``create_app``
-  adds ``ui_router()`` unless ``server.ui: false``).
+- ``console``: the web console's ``/ui`` files (``create_app`` adds ``ui_router()`` unless
+  ``server.ui: false``).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from miniml.serve.routes import console, generate, models, openai, operations, predict
+from miniml.serve.routes import generate, models, openai, operations, predict
 
 ROUTERS: tuple[APIRouter, ...] = (
     predict.router,
@@ -21,5 +21,4 @@ ROUTERS: tuple[APIRouter, ...] = (
     operations.router,
     generate.router,
     openai.router,
-    console.card_router,
 )

@@ -1,4 +1,4 @@
-"""The web console at ``/ui`` and ``GET /v1/models/{name}/card``.
+"""The web console at ``/ui`` (the card it shows comes from ``GET /v1/models/{name}/card``, in ``models``).
 
 The console is three static files shipped in the package (``serve/ui/``: HTML, CSS, plain JavaScript; no
 build step). They are public, like ``/docs``: the page holds no data. Everything it shows comes from the
@@ -7,21 +7,17 @@ console can do exactly what that key can do and nothing more. The files are serv
 Content-Security-Policy: scripts and styles only from this server's files (no inline script or style, no
 ``eval``), requests only to this server, no framing, no form posts, no referrer.
 
-``server.ui: false`` removes the ``/ui`` routes; the card endpoint is part of the API and stays.
+``server.ui: false`` removes the ``/ui`` routes (``create_app`` adds ``ui_router()`` otherwise); the card
+endpoint is part of the API and stays.
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Response
 
-from miniml.modelcard import CARD_FILE, render_card
 from miniml.serve.errors import HTTPProblem
-from miniml.serve.schemas import ERROR_RESPONSES
-from miniml.serve.state import ServerState, get_state
 
 FILES = {
     "index.html": "text/html; charset=utf-8",
@@ -41,34 +37,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-cache",
 }
-State = Annotated[ServerState, Depends(get_state)]
-
-card_router = APIRouter()
-
-
-class CardResponse(BaseModel):
-    """A served model's model card."""
-
-    model: str
-    version: int | None = Field(description="registry version served; null for a folder")
-    card: str = Field(description="README.md of the model folder: YAML front matter, then Markdown")
-
-
-@card_router.get(
-    "/v1/models/{name}/card",
-    response_model=CardResponse,
-    responses=ERROR_RESPONSES,
-    summary="The model card (README.md) of a served model",
-    tags=["models"],
-)
-async def model_card(name: str, request: Request, state: State) -> CardResponse:
-    """The card of the version being served: its folder's ``README.md`` (rendered from its
-    ``miniml.json`` for folders written before cards existed)."""
-    served, _ = await state.access.admit(request, name, state.access.authenticate(request))
-    model = served.current
-    file = model.path / CARD_FILE
-    text = file.read_text(encoding="utf-8") if file.is_file() else render_card(model.info)
-    return CardResponse(model=model.name, version=model.version, card=text)
 
 
 def ui_router() -> APIRouter:

@@ -1,5 +1,5 @@
 """``GET /v1/models`` (OpenAI's list shape) and ``GET /v1/models/{name}``: the served models the caller's key
-may use."""
+may use; ``GET /v1/models/{name}/card``: the model card of one of them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 
+from miniml.modelcard import CARD_FILE, render_card
 from miniml.serve.engine import ServedModel
 from miniml.serve.errors import HTTPProblem
-from miniml.serve.schemas import ERROR_RESPONSES, ModelCard, ModelList
+from miniml.serve.schemas import ERROR_RESPONSES, CardResponse, ModelCard, ModelList
 from miniml.serve.state import ServerState, get_state
 
 router = APIRouter()
@@ -57,3 +58,22 @@ def model_card(served: ServedModel) -> ModelCard:
         loaded_at=m.loaded_at,
         batching=served.batching,
     )
+
+
+@router.get(
+    "/v1/models/{name}/card",
+    response_model=CardResponse,
+    responses=ERROR_RESPONSES,
+    summary="The model card (README.md) of a served model",
+    tags=["models"],
+)
+async def get_model_card(
+    name: str, request: Request, state: ServerState = Depends(get_state)
+) -> CardResponse:
+    """The card of the version being served: its folder's ``README.md`` (rendered from its
+    ``miniml.json`` for folders written before cards existed). Same key checks as predict."""
+    served, _ = await state.access.admit(request, name, state.access.authenticate(request))
+    model = served.current
+    file = model.path / CARD_FILE
+    text = file.read_text(encoding="utf-8") if file.is_file() else render_card(model.info)
+    return CardResponse(model=model.name, version=model.version, card=text)
