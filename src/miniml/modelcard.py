@@ -14,8 +14,8 @@ The facts come from ``miniml.json``: ``dataset`` holds what training recorded ab
 
 What a card says about the task (what the model does, how to use it, its intended use and limits, whether
 plain ``transformers`` loads it) comes from the task: every one of :mod:`miniml.tasks` has a
-:class:`CardText` (its ``card``), which the task table registers here with :func:`register_card_text`; a
-task without one gets the facts-only :data:`GENERIC`.
+:class:`CardText` (its ``card``), which the task table registers here with :func:`register_card_text`;
+a task the table does not know (a plugin not loaded) gets the facts-only :data:`GENERIC`.
 """
 
 from __future__ import annotations
