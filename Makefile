@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build from disk here, the default wheel for online users.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,onnx,generative,openai]"
+	$(PY) -m pip install -q -e ".[dev,onnx,generative,openai,ray]"
 	touch $@
 
 venv: $(VENV)/.installed

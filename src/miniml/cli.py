@@ -30,7 +30,14 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a config key: --set key.subkey=value (repeatable)."),
 ]
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
-BackendOption = Annotated[str, typer.Option("--backend", help="Where the work runs: local (this process).")]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Where the work runs: local (this process) or ray (a Ray cluster; the backend: section, "
+        "e.g. --set backend.workers=2) [default: the config's backend.type, else local].",
+    ),
+]
 
 
 @app.command()
@@ -77,18 +84,24 @@ def data_fetch(
 
 
 @data_app.command("prepare")
-def data_prepare(config: ConfigArg, set_: SetOption = None, mirror: MirrorOption = None) -> None:
+def data_prepare(
+    config: ConfigArg, set_: SetOption = None, mirror: MirrorOption = None, backend: BackendOption = None
+) -> None:
     """Build a versioned dataset from CONFIG.yaml; prints its path, fingerprint and counts."""
     import time
 
+    from miniml.backends import get_backend
+    from miniml.compute import backend_overrides
     from miniml.config import load_config
-    from miniml.data.prepare import PrepareConfig, build, plan
+    from miniml.data.prepare import PrepareConfig, plan
     from miniml.data.report import print_summary
 
     start = time.perf_counter()
-    the_plan = plan(load_config(PrepareConfig, config, set_ or [], base_dir_key="base_dir"))
+    flags = backend_overrides(backend)
+    prepare_config = load_config(PrepareConfig, config, set_ or [], base_dir_key="base_dir", flags=flags)
+    the_plan = plan(prepare_config)
     existed = the_plan.exists
-    dataset = build(the_plan, mirror=mirror)
+    dataset = get_backend(prepare_config.backend).prepare(the_plan, mirror=mirror)
     print_summary(dataset)
     took = time.perf_counter() - start
     typer.echo("already prepared (same fingerprint; not rebuilt)" if existed else f"prepared in {took:.1f} s")
@@ -212,18 +225,20 @@ def train_cmd(
         ),
     ] = False,
     set_: SetOption = None,
-    backend: BackendOption = "local",
+    backend: BackendOption = None,
 ) -> None:
     """Train a model from CONFIG.yaml, evaluate it on the test split and register it."""
     from transformers.utils import logging as hf_logging
 
     from miniml.backends import get_backend
+    from miniml.compute import backend_overrides
     from miniml.train.config import load_train_config
 
     hf_logging.set_verbosity_error()  # the progress bar and the summary below say what matters
     hf_logging.disable_progress_bar()  # e.g. "Writing model shards" at every checkpoint
     log_progress_off_terminal()
-    result = get_backend(backend).train(load_train_config(config, set_ or []), resume=resume)
+    train_config = load_train_config(config, set_ or [], flags=backend_overrides(backend))
+    result = get_backend(train_config.backend).train(train_config, resume=resume)
     version = f"version {result.model_version}" if result.model_version is not None else "not registered"
     figures = " · ".join(
         f"{k} {result.metrics[k]:.4f}"
@@ -263,16 +278,25 @@ def evaluate_cmd(
 @app.command("predict")
 def predict_cmd(
     model: ModelArg,
-    input_path: Annotated[Path, typer.Option("--input", help='JSONL file, one {"text": ...} per line.')],
+    input_path: Annotated[
+        Path,
+        typer.Option("--input", help='JSONL, one {"text": ...} per line; or Parquet with a text column.'),
+    ],
     output_path: Annotated[Path, typer.Option("--output", help="JSONL file to write (replaced atomically).")],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=65536)] = 256,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Keep only the k best scores.")] = None,
-    backend: BackendOption = "local",
+    backend: BackendOption = None,
+    set_: SetOption = None,
 ) -> None:
-    """Batch prediction: the model's answer for every line (label, score, top-k ...), in input order."""
+    """Batch prediction: the model's answer for every input (label, score, top-k ...), in input order."""
     from miniml.backends import get_backend
+    from miniml.compute import backend_overrides
+    from miniml.config import load_config
+    from miniml.evaluate.predict import PredictConfig
 
-    count = get_backend(backend).predict(model, input_path, output_path, batch_size=batch_size, top_k=top_k)
+    settings = load_config(PredictConfig, None, set_ or [], flags=backend_overrides(backend))
+    runner = get_backend(settings.backend)
+    count = runner.predict(model, input_path, output_path, batch_size=batch_size, top_k=top_k)
     typer.echo(f"wrote {count} predictions to {output_path}", err=True)
 
 
@@ -634,6 +658,7 @@ def pipeline_run(
         bool, typer.Option("--serve", help="End by serving (the pipeline's serve step) in the foreground.")
     ] = False,
     mirror: MirrorOption = None,
+    backend: BackendOption = None,
 ) -> None:
     """Run a pipeline; steps already done with the same config are skipped (--set train.epochs=1 ...)."""
     from transformers.utils import logging as hf_logging
@@ -643,7 +668,8 @@ def pipeline_run(
 
     hf_logging.set_verbosity_error()  # the step lines say what matters
     hf_logging.disable_progress_bar()
-    pipeline = load_pipeline(config, set_ or [])
+    flags = [f"backend.type={backend}"] if backend else []
+    pipeline = load_pipeline(config, [*(set_ or []), *flags])
     run_pipeline(pipeline, resume=resume, fresh=fresh, mirror=mirror, serve=serve_)  # prints its outcome
 
 

@@ -6,14 +6,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from miniml.data.dataset import Dataset
+    from miniml.data.prepare import Plan
     from miniml.tasks.base import TrainConfig
     from miniml.train.run import TrainResult
 
 
 class LocalBackend:
-    """In-process: ``train`` and ``predict_file`` as they are."""
+    """In-process: ``build``, ``train`` and ``predict_file`` as they are."""
 
     name = "local"
+
+    def prepare(self, plan: Plan, *, mirror: str | None = None) -> Dataset:
+        from miniml.data.prepare import build
+
+        return build(plan, mirror=mirror)
 
     def train(self, config: TrainConfig, *, resume: bool = False) -> TrainResult:
         from miniml.train.run import train

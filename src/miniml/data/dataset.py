@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ __all__ = [
     "SourceRecord",
     "fingerprint_of",
     "list_datasets",
+    "make_manifest",
     "open_dataset",
+    "store_dataset",
     "write_dataset",
 ]
 
@@ -80,7 +83,13 @@ class Dataset:
                 f"dataset {self.name} has no split {name!r}",
                 hint=f"available: {', '.join(self.splits()) or 'none'}",
             )
-        frame = pd.read_parquet(file)
+        try:
+            frame = pd.read_parquet(file)
+        except Exception as err:  # pyarrow raises several types for an unreadable or truncated file
+            raise DataError(
+                f"cannot read split {name!r} of dataset {self.name} at {file}: {type(err).__name__}: {err}",
+                hint="prepare or pull the dataset again (`miniml data prepare`, `miniml data pull`)",
+            ) from None
         if frame.empty:
             raise DataError(f"split {name!r} of dataset {self.name} is empty", hint="prepare it again")
         return frame
@@ -141,7 +150,7 @@ def label_counts(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(counts.items())}
 
 
-def _has_labels(splits: dict[str, pd.DataFrame]) -> bool:
+def _has_labels(splits: Mapping[str, pd.DataFrame]) -> bool:
     """Whether targets look like class labels over the whole dataset (not free text such as SQL)."""
     distinct: set[str] = set()
     for frame in splits.values():
@@ -167,32 +176,76 @@ def write_dataset(
 
     If that folder already exists it is returned as is: same fingerprint, same contents.
     """
-    from miniml.version import __version__
+    check_splits(splits)
+    manifest = make_manifest(
+        name,
+        fingerprint,
+        splits,
+        columns=list(next(iter(splits.values())).columns) if splits else ["input", "target"],
+        config=config,
+        sources=sources,
+        dropped=dropped,
+        cleaning_version=cleaning_version,
+    )
+    writers = {split: _parquet_writer(frame) for split, frame in splits.items()}
+    return store_dataset(manifest, writers, root=root)
 
+
+def check_splits(splits: Mapping[str, pd.DataFrame]) -> None:
+    """Known split names, each with ``input`` and ``target`` columns."""
     for split, frame in splits.items():
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}", hint=f"use one of {', '.join(SPLITS)}")
         missing = {"input", "target"} - set(frame.columns)
         if missing:
             raise DataError(f"split {split!r} lacks column(s) {sorted(missing)}")
-    final = (root or paths.datasets_dir()) / name / fingerprint
-    if (final / MANIFEST).is_file():
-        return Dataset(final)
-    manifest = Manifest(
+
+
+def make_manifest(
+    name: str,
+    fingerprint: str,
+    targets: Mapping[str, pd.DataFrame],
+    *,
+    columns: list[str],
+    config: dict[str, Any] | None = None,
+    sources: list[SourceRecord] | None = None,
+    dropped: dict[str, int] | None = None,
+    cleaning_version: str = "",
+) -> Manifest:
+    """The manifest of a dataset whose splits have these rows (only their ``target`` column is read)."""
+    from miniml.version import __version__
+
+    return Manifest(
         name=name,
         fingerprint=fingerprint,
         miniml_version=__version__,
         cleaning_version=cleaning_version,
         config=config or {},
         sources=sources or [],
-        columns=list(next(iter(splits.values())).columns) if splits else ["input", "target"],
-        counts={s: len(f) for s, f in splits.items()},
-        label_counts={s: label_counts(f) for s, f in splits.items()} if _has_labels(splits) else {},
+        columns=columns,
+        counts={s: len(f) for s, f in targets.items()},
+        label_counts={s: label_counts(f) for s, f in targets.items()} if _has_labels(targets) else {},
         dropped=dropped or {},
     )
+
+
+def _parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
+    return lambda path: frame.reset_index(drop=True).to_parquet(path, index=False)
+
+
+def store_dataset(
+    manifest: Manifest, writers: Mapping[str, Callable[[Path], None]], *, root: Path | None = None
+) -> Dataset:
+    """Write each split with its writer (``writer(path)``), then the manifest, into one atomic folder.
+
+    An existing folder with the same fingerprint is returned as it is.
+    """
+    final = (root or paths.datasets_dir()) / manifest.name / manifest.fingerprint
+    if (final / MANIFEST).is_file():
+        return Dataset(final)
     with atomic_dir(final) as tmp:
-        for split, frame in splits.items():
-            frame.reset_index(drop=True).to_parquet(tmp / f"{split}.parquet", index=False)
+        for split, write in writers.items():
+            write(tmp / f"{split}.parquet")
         manifest.files = file_records(tmp)
         atomic_write_json(tmp / MANIFEST, manifest.model_dump(mode="json"))
     return Dataset(final)

@@ -7,7 +7,7 @@ splits → write ``MINIML_HOME/datasets/NAME/FINGERPRINT/`` atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +15,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 import miniml.paths as paths
+from miniml.compute import BackendConfig
 from miniml.config import StepConfig
 from miniml.data.clean import CLEANING_VERSION, CleanConfig, Dropped, clean_rows, cross_split_dedup, dedup
 from miniml.data.dataset import MANIFEST, SPLITS, Dataset, SourceRecord, fingerprint_of, write_dataset
@@ -36,6 +37,9 @@ class PrepareConfig(StepConfig):
     base_dir: Path | None = Field(
         None, description="folder local paths are relative to (default: the config's)"
     )
+    backend: BackendConfig = Field(
+        default_factory=lambda: BackendConfig.model_validate({}), description="where the work runs"
+    )
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -45,8 +49,9 @@ class PrepareConfig(StepConfig):
         return value
 
     def identity(self) -> dict[str, Any]:
-        """The config as it enters the fingerprint and the manifest (without machine-specific paths)."""
-        return self.model_dump(mode="json", exclude={"base_dir"})
+        """The config as it enters the fingerprint and the manifest (without machine-specific paths, and
+        without the backend: every backend prepares the same dataset)."""
+        return self.model_dump(mode="json", exclude={"base_dir", "backend"})
 
 
 @dataclass
@@ -96,13 +101,13 @@ def build(the_plan: Plan, *, mirror: str | None = None) -> Dataset:
     config = the_plan.config
     collected = _collect(the_plan.sources, materialize(the_plan.sources, mirror))
     rows, dropped = collected.rows, dict(collected.dropped)
-    rows = _step(rows, dropped, clean_rows(rows, config.clean))
+    rows = apply_drops(rows, dropped, clean_rows(rows, config.clean))
     if config.clean.dedup:
         require_columns(rows, config.clean.dedup_on, "clean.dedup_on")
-        rows = _step(rows, dropped, dedup(rows, config.clean.dedup_on))
+        rows = apply_drops(rows, dropped, dedup(rows, config.clean.dedup_on))
     caps = {i: s.max_rows for i, s in enumerate(config.sources) if s.max_rows is not None}
-    rows = _step(rows, dropped, cap_sources(rows, caps, config.split.seed))
-    rows = _step(rows, dropped, cap_classes(rows, config.split))
+    rows = apply_drops(rows, dropped, cap_sources(rows, caps, config.split.seed))
+    rows = apply_drops(rows, dropped, cap_classes(rows, config.split))
     names = assign_splits(rows, config.split)
     hidden = ["_split", "_source"]
     splits = {s: rows[names == s].drop(columns=hidden).reset_index(drop=True) for s in SPLITS}
@@ -110,8 +115,8 @@ def build(the_plan: Plan, *, mirror: str | None = None) -> Dataset:
     if config.clean.cross_split_dedup:
         require_columns(rows, config.clean.dedup_on, "clean.dedup_on")
         splits, more = cross_split_dedup(splits, config.clean.dedup_on)
-        _add(dropped, more)
-    _check_not_empty(splits, dropped, config)
+        add_counts(dropped, more)
+    check_not_empty(splits, dropped, config)
     return write_dataset(
         config.name,
         the_plan.fingerprint,
@@ -129,7 +134,7 @@ def _collect(sources: list[Resolved], found: dict[str, Path]) -> _Collected:
     for source in sources:
         frame, dropped, rows = load(source, found)
         frames.append(frame.assign(_source=source.index))
-        _add(out.dropped, dropped)
+        add_counts(out.dropped, dropped)
         out.records += [
             SourceRecord(uri=f.uri, sha256=f.sha256, bytes=f.bytes, license=f.license or None, rows=n)
             for f, n in zip(source.files, rows, strict=True)
@@ -148,18 +153,41 @@ def _collect(sources: list[Resolved], found: dict[str, Path]) -> _Collected:
     return out
 
 
-def _step(rows: pd.DataFrame, dropped: Dropped, result: tuple[pd.DataFrame, Dropped]) -> pd.DataFrame:
+def read_units(sources: list[Resolved]) -> list[Resolved]:
+    """The sources cut into independent reads: one per file, or the whole source when a join or a collect
+    spans its files. Reading them in order and concatenating gives the rows :func:`build` reads."""
+    out: list[Resolved] = []
+    for source in sources:
+        if source.config.join is not None or source.config.collect:
+            out.append(source)
+        else:
+            out += [replace(source, files=[f]) for f in source.files]
+    return out
+
+
+def read_and_clean(
+    unit: Resolved, found: dict[str, Path], clean: CleanConfig
+) -> tuple[pd.DataFrame, Dropped, list[SourceRecord]]:
+    """Read, map and clean one unit of :func:`read_units` (cleaning is row by row, so this equals cleaning
+    the concatenation); returns its rows (with ``_source``), what was dropped, and its source records."""
+    collected = _collect([unit], found)
+    rows, dropped = collected.rows, dict(collected.dropped)
+    rows = apply_drops(rows, dropped, clean_rows(rows, clean))
+    return rows.reset_index(drop=True), dropped, collected.records
+
+
+def apply_drops(rows: pd.DataFrame, dropped: Dropped, result: tuple[pd.DataFrame, Dropped]) -> pd.DataFrame:
     frame, more = result
-    _add(dropped, more)
+    add_counts(dropped, more)
     return frame
 
 
-def _add(total: Dropped, more: Dropped) -> None:
+def add_counts(total: Dropped, more: Dropped) -> None:
     for reason, count in more.items():
         total[reason] = total.get(reason, 0) + count
 
 
-def _check_not_empty(splits: dict[str, pd.DataFrame], dropped: Dropped, config: PrepareConfig) -> None:
+def check_not_empty(splits: dict[str, pd.DataFrame], dropped: Dropped, config: PrepareConfig) -> None:
     """No train rows is an error, unless every source sends its rows elsewhere (an evaluation-only set)."""
     by_fractions = config.split.train > 0 and any(s.split is None for s in config.sources)
     wants_train = by_fractions or any(s.split == "train" for s in config.sources)

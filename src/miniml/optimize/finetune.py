@@ -52,7 +52,8 @@ def finetune(
     settings: FinetuneSettings,
 ) -> dict[str, Any]:
     """Train ``module`` in place for ``settings.steps`` steps on ``frame``; returns the facts of the step."""
-    rows = examples(training_frame(frame, settings), featurizer, labels)
+    train = training_frame(frame, settings)
+    rows = examples(train, featurizer, labels)
     sparse = bool(getattr(spec, "sparse", False))
     config = ClassificationConfig.model_validate(
         {
@@ -72,7 +73,8 @@ def finetune(
     )
     probe = rows[:LOSS_EXAMPLES]
     before = mean_loss(module, featurizer, probe)
-    recipe = ClassificationRecipe(module, featurizer, config, list(labels), rows, [])
+    recipe = ClassificationRecipe(module, featurizer, config, list(labels), train, [])
+    recipe.train_examples = rows  # encoded above (the loss probe uses them)
     with tempfile.TemporaryDirectory(prefix="miniml-finetune-") as tmp:
         trainer = make_trainer(config, recipe, Path(tmp), checkpoints=False)
         trainer.train()

@@ -9,6 +9,7 @@ A pipeline file names each step's own config, as a path relative to the pipeline
     evaluate: {split: test}
     gate: {metric: macro_f1, margin: 0.0, required: false}
     serve: serve.yaml          # ServeSettings  (optional; runs only with --serve or serve.enabled)
+    backend: {type: ray}       # where data and train run (optional; else each step's own backend section)
 
 Every step config is validated through its own schema before any step runs, so a typo in the last step
 fails in a second, not after an hour of training. Overrides: ``--set train.epochs=1`` sets ``epochs`` of the
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from miniml.compute import BackendConfig
 from miniml.config import StepConfig, load_config
 from miniml.errors import ConfigError, MinimlError
 
@@ -76,6 +78,9 @@ class PipelineConfig(StepConfig):
     evaluate: EvaluateStep = Field(default_factory=lambda: EvaluateStep.model_validate({}))
     gate: GateStep = Field(default_factory=lambda: GateStep.model_validate({}))
     serve: ServeStep | None = None
+    backend: BackendConfig | None = Field(
+        None, description="where the data and train steps run (replaces their own backend sections)"
+    )
     base_dir: Path | None = Field(None, description="folder step paths are relative to (default: the file's)")
 
 

@@ -44,11 +44,12 @@ def dataset_ref(dataset: Dataset) -> str:
 
 def run_data(pipeline: Pipeline, mirror: str | None) -> StepOutcome:
     """Prepare the dataset (a no-op when one with the same fingerprint exists)."""
-    from miniml.data.prepare import build, plan
+    from miniml.backends import get_backend
+    from miniml.data.prepare import plan
 
     the_plan = plan(pipeline.data)
     existed = the_plan.exists
-    dataset = build(the_plan, mirror=mirror)
+    dataset = get_backend(pipeline.config.backend or pipeline.data.backend).prepare(the_plan, mirror=mirror)
     counts = {s: dataset.manifest.counts[s] for s in SPLITS if s in dataset.manifest.counts}
     shown = " · ".join(f"{split} {n}" for split, n in counts.items())
     verb = "already prepared" if existed else "prepared"
@@ -70,7 +71,8 @@ def train_config(pipeline: Pipeline, dataset: Dataset) -> Any:
     """The train config pinned to this dataset version and tagged with the pipeline's name."""
     train = pipeline.train
     tags = {**train.tags, "miniml.pipeline": pipeline.name}
-    return train.model_copy(update={"dataset": dataset_ref(dataset), "tags": tags})
+    backend = pipeline.config.backend or train.backend
+    return train.model_copy(update={"dataset": dataset_ref(dataset), "tags": tags, "backend": backend})
 
 
 def train_key(config: Any, dataset: Dataset) -> str:
@@ -82,10 +84,10 @@ def train_key(config: Any, dataset: Dataset) -> str:
 
 
 def run_train(config: Any, *, resume: bool) -> StepOutcome:
-    """Train, test and register one version (``miniml train``)."""
-    from miniml.train import train
+    """Train, test and register one version (``miniml train``), on the config's backend."""
+    from miniml.backends import get_backend
 
-    result = train(config, resume=resume)
+    result = get_backend(config.backend).train(config, resume=resume)
     outputs = {
         "model": result.model_name,
         "version": result.model_version,

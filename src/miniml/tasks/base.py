@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import Field, model_validator
 
+from miniml.compute import BackendConfig
 from miniml.config import StepConfig
 from miniml.modelcard import CardText
 from miniml.modelfolder import ModelInfo
@@ -105,6 +106,9 @@ class TrainConfig(StepConfig):
     register_model: bool = Field(True, description="register the model version after a successful run")
     tags: dict[str, str] = Field(default_factory=dict)
 
+    # where it runs (``--backend ray``; ``miniml.compute``)
+    backend: BackendConfig = Field(default_factory=lambda: BackendConfig.model_validate({}))
+
     @model_validator(mode="before")
     @classmethod
     def _a_task_schema(cls, data: Any) -> Any:
@@ -165,6 +169,11 @@ class TrainingRecipe(Protocol):
 
     @property
     def eval_examples(self) -> Sequence[dict[str, Any]]: ...
+
+    def encode(self, frame: pd.DataFrame) -> Sequence[dict[str, Any]]:
+        """Training rows (``input``, ``target``) → per-example features: what a cluster worker does with the
+        rows of its data shard (``train_examples`` is ``encode`` of the whole, augmented training frame)."""
+        ...
 
     @property
     def compute_metrics(self) -> Callable[[Any], dict[str, float]] | None:
@@ -283,6 +292,11 @@ class Task(Protocol):
 
     def recipe(self, context: TrainingContext) -> TrainingRecipe:
         """Build the model, its examples and hooks for one training run."""
+        ...
+
+    def augment(self, config: Any, frame: pd.DataFrame, *, seed: int | None = None) -> pd.DataFrame:
+        """The rows training actually sees (e.g. plus short crops); the identity for most tasks. A cluster
+        backend calls it on each block of the training data with a seed of its own."""
         ...
 
     def test_options(self, config: Any) -> EvaluateOptions:

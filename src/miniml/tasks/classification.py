@@ -165,18 +165,26 @@ class ClassificationRecipe:
         featurizer: Featurizer,
         config: ClassificationConfig,
         labels: list[str],
-        train_examples: list[dict[str, Any]],
+        train_frame: pd.DataFrame,
         eval_examples: list[dict[str, Any]],
         validation: pd.DataFrame | None = None,
     ) -> None:
         self.model, self.featurizer, self.spec, self.labels = model, featurizer, config.model, labels
-        self.train_examples, self.eval_examples = train_examples, eval_examples
+        self.train_frame, self.eval_examples = train_frame, eval_examples
         self.pad_to_max = config.pad_to_max
         # temperature scaling is fitted on these rows after training (None: not at all)
         self.validation = validation if config.temperature_scaling else None
         self.compute_metrics = functools.partial(metrics_from_logits, labels)
         alpha = config.ordinal_alpha
         self.compute_loss = soft_target_loss(ordinal_targets(labels, alpha)) if alpha is not None else None
+
+    @functools.cached_property
+    def train_examples(self) -> list[dict[str, Any]]:
+        """Encoded on first use: a cluster worker encodes only its shard (:meth:`encode`), never this."""
+        return self.encode(self.train_frame)
+
+    def encode(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        return examples(frame, self.featurizer, self.labels)
 
     def collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return collate(self.featurizer, features, pad_to_max=self.pad_to_max)
@@ -273,18 +281,21 @@ class ClassificationTask:
         config: ClassificationConfig = context.config
         featurizer = self.featurizer(context)
         module = get_builder(config.model.kind)(config.model, context.labels, featurizer)
-        train_frame = context.train_frame
-        if config.short_crops is not None:
-            train_frame = add_short_crops(train_frame, config.short_crops, config.seed)
         return ClassificationRecipe(
             module,
             featurizer,
             config,
             context.labels,
-            examples(train_frame, featurizer, context.labels),
+            self.augment(config, context.train_frame),
             examples(context.frames["validation"], featurizer, context.labels),
             context.frames["validation"],
         )
+
+    def augment(self, config: Any, frame: pd.DataFrame, *, seed: int | None = None) -> pd.DataFrame:
+        """The training rows plus their ``short_crops`` (drawn from ``seed``, default the config's)."""
+        if config.short_crops is None:
+            return frame
+        return add_short_crops(frame, config.short_crops, config.seed if seed is None else seed)
 
     def featurizer(self, context: TrainingContext) -> Featurizer:
         """Fit (or, when resuming, reload) the featurizer; it is kept in the run folder for resumes."""

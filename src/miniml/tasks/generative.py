@@ -14,6 +14,7 @@ than the training on CPU); the test split is scored by generating with the model
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -164,11 +165,20 @@ class GenerativeRecipe:
         loaded: PretrainedModel,
         fmt: Any,
         settings: GenerativeSettings,
-        examples: Mapping[str, list[dict[str, Any]]],
+        frames: Mapping[str, pd.DataFrame],
     ) -> None:
         self.task, self.loaded, self.fmt, self.settings = task, loaded, fmt, settings
-        self.train_examples, self.eval_examples = examples["train"], examples["validation"]
+        self.train_frame = frames["train"]
+        self.eval_examples = self.encode(frames["validation"])
         self._collate = data_collator(loaded.tokenizer)
+
+    @functools.cached_property
+    def train_examples(self) -> list[dict[str, Any]]:
+        """Encoded on first use: a cluster worker encodes only its shard (:meth:`encode`), never this."""
+        return self.encode(self.train_frame)
+
+    def encode(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        return encode_examples(self.fmt, self.loaded.tokenizer, list(frame["input"]), list(frame["target"]))
 
     @property
     def model(self) -> Any:
@@ -222,11 +232,11 @@ class GenerativeTask:
         self.prepare_for_training(loaded, settings)
         fmt = self.make_format(settings, loaded.tokenizer)
         context.remember(fmt.model_dump(mode="json"))
-        examples = {
-            name: encode_examples(fmt, loaded.tokenizer, list(frame["input"]), list(frame["target"]))
-            for name, frame in (("train", context.train_frame), ("validation", context.frames["validation"]))
-        }
-        return GenerativeRecipe(self, loaded, fmt, settings, examples)
+        frames = {"train": context.train_frame, "validation": context.frames["validation"]}
+        return GenerativeRecipe(self, loaded, fmt, settings, frames)
+
+    def augment(self, config: Any, frame: pd.DataFrame, *, seed: int | None = None) -> pd.DataFrame:
+        return frame  # generative training adds no rows
 
     def test_options(self, config: Any) -> EvaluateOptions:
         """How training scores the test split: generation batch, row limit, sample predictions."""

@@ -118,5 +118,6 @@ class CheckpointSeal(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         folder = Path(args.output_dir or ".") / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if folder.is_dir():
+        # on a cluster only rank 0 holds the weights; the other ranks' folders hold their RNG state only
+        if state.is_world_process_zero and folder.is_dir():
             seal_checkpoint(folder, state.global_step)

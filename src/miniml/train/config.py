@@ -25,10 +25,12 @@ def load_train_config(
     *,
     environ: Mapping[str, str] | None = None,
     where: str | None = None,
+    flags: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """Load a train config (a file or a mapping) with the schema its ``task`` key selects."""
+    """Load a train config (a file or a mapping) with the schema its ``task`` key selects; ``flags`` are
+    command-line options above every other layer (``--backend ray``)."""
     return load_config(
-        TrainConfig, source, overrides, environ=environ, select=train_config_schema, where=where
+        TrainConfig, source, overrides, environ=environ, select=train_config_schema, where=where, flags=flags
     )
 
 

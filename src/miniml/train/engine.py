@@ -8,6 +8,7 @@ stopping and resumable checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,10 +186,18 @@ def make_trainer(
     callbacks: Sequence[TrainerCallback] = (),
     *,
     checkpoints: bool = True,
+    train_dataset: Any = None,
+    **overrides: Any,
 ) -> Trainer:
     """The one Trainer setup, for every task: the recipe's model, examples, collator, metric and loss hooks,
-    with dynamic padding, early stopping, sealed checkpoints and a progress bar."""
+    with dynamic padding, early stopping, sealed checkpoints and a progress bar.
+
+    ``train_dataset`` replaces the recipe's examples (a cluster worker's data shard, already batched);
+    ``overrides`` are TrainingArguments that differ there (``max_steps``, the per-worker batch size).
+    """
     args = training_arguments(config, output_dir, checkpoints=checkpoints)
+    if overrides:
+        args = dataclasses.replace(args, **overrides)
     extra: list[TrainerCallback] = [
         CheckpointSeal(),
         RichProgress(config.batch_size * config.gradient_accumulation_steps),
@@ -199,7 +208,7 @@ def make_trainer(
         model=recipe.model,
         args=args,
         data_collator=recipe.collate,
-        train_dataset=ExampleDataset(recipe.train_examples),
+        train_dataset=ExampleDataset(recipe.train_examples) if train_dataset is None else train_dataset,
         eval_dataset=ExampleDataset(recipe.eval_examples),
         compute_metrics=recipe.compute_metrics,
         compute_loss_func=recipe.compute_loss,

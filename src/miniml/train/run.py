@@ -46,12 +46,17 @@ def fit(config: TrainConfig, *, resume: bool = False) -> FitOutcome:
     return outcome
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Train with MLflow tracking, evaluate on the test split, log artifacts, register the model version."""
+def train(
+    config: TrainConfig, *, resume: bool = False, session: TrainingSession | None = None
+) -> TrainResult:
+    """Train with MLflow tracking, evaluate on the test split, log artifacts, register the model version.
+
+    ``session``: a prepared session of another kind (a cluster backend's rank 0 passes its own).
+    """
     from miniml.registry.store import register_model
     from miniml.registry.tracking import RunTracker
 
-    session = TrainingSession(config, resume=resume)
+    session = session or TrainingSession(config, resume=resume)
     if session.abandoned_run_id:
         _mark_killed(session.abandoned_run_id, config.tracking_uri)
     tracker_args = {"run_id": session.state.run_id, "tracking_uri": config.tracking_uri}
@@ -59,9 +64,12 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         if not resume:
             tracker.log_params(flat_params(config))
             tracker.log_dataset(session.dataset, context="training")
-            tracker.set_tags({"miniml.task": config.task, **session.task.describe(config), **config.tags})
+            tags = {"miniml.task": config.task, **session.task.describe(config), **session.run_tags}
+            tracker.set_tags({**tags, **config.tags})
         outcome = session.fit(log_metrics=tracker.log_metrics, run_id=tracker.run_id)
         tracker.log_metrics({f"test_{k}": v for k, v in outcome.metrics.items()})
+        if session.run_metrics:
+            tracker.log_metrics(session.run_metrics)
         tracker.log_artifact(outcome.model_folder, artifact_path="model")
         tracker.log_artifact(outcome.report_dir, artifact_path="evaluation")
         version = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, Field
-from transformers import TrainerCallback, set_seed
+from transformers import Trainer, TrainerCallback, set_seed
 
 import miniml.paths as paths
 from miniml.data.dataset import Dataset, fingerprint_of, open_dataset
@@ -35,7 +35,15 @@ from miniml.version import __version__
 log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 # keys that change how a run executes but not what it learns: a resume may change them
-RUNTIME_KEYS = {"threads", "dataloader_workers", "register_model", "tags", "tracking_uri", "experiment"}
+RUNTIME_KEYS = {
+    "threads",
+    "dataloader_workers",
+    "register_model",
+    "tags",
+    "tracking_uri",
+    "experiment",
+    "backend",
+}
 
 
 class RunState(BaseModel):
@@ -48,6 +56,7 @@ class RunState(BaseModel):
     preprocessing: dict[str, Any] = Field(default_factory=dict)
     run_id: str | None = None
     status: str = "running"
+    backend: str = "local"  # where the run's checkpoints are: a resume must use the same backend
     started_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -67,10 +76,15 @@ def config_fingerprint(config: TrainConfig) -> str:
     return fingerprint_of(config.model_dump(mode="json", exclude=RUNTIME_KEYS))
 
 
+def run_folder(config: TrainConfig) -> Path:
+    """``MINIML_HOME/runs/<model>/<config fingerprint>``: checkpoints, run state, the model folder."""
+    return paths.runs_dir() / config.model_name / config_fingerprint(config)
+
+
 class TrainingSession:
     """Prepares one run (data, labels, state, checkpoint) and runs it to a model folder, for any task."""
 
-    def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
+    def __init__(self, config: TrainConfig, *, resume: bool = False, work_dir: Path | None = None) -> None:
         self.config = config
         self.resume = resume
         self.task = get_task(config.task)
@@ -78,10 +92,12 @@ class TrainingSession:
         self.frames = {s: self.dataset.split(s) for s in ("train", "validation", "test")}
         self.labels = self.task.labels(config, self.frames)
         self.task.check_config(config, self.labels)
-        self.work_dir = paths.runs_dir() / config.model_name / config_fingerprint(config)
+        self.work_dir = work_dir or run_folder(config)
         self.checkpoint: Path | None = None
         self.abandoned_run_id: str | None = None
         self.state = self._load_state() if resume else self._new_state()
+        self.run_metrics: dict[str, float] = {}  # logged with the test metrics (e.g. per-worker throughput)
+        self.run_tags: dict[str, str] = {"miniml.backend": config.backend.type}
 
     # ---------------------------------------------------------------- preparation
     def _new_state(self) -> RunState:
@@ -94,6 +110,7 @@ class TrainingSession:
             config_fingerprint=config_fingerprint(self.config),
             dataset={"name": self.dataset.name, "fingerprint": self.dataset.fingerprint},
             labels=self.labels,
+            backend=self.config.backend.type,
         )
 
     def _interrupted_run_id(self) -> str | None:
@@ -118,6 +135,11 @@ class TrainingSession:
             raise ModelError(
                 f"the run in {self.work_dir} already finished", hint="train again without --resume"
             )
+        if state.backend != self.config.backend.type:
+            raise ModelError(
+                f"the interrupted run trained on backend {state.backend}; its checkpoints are kept there",
+                hint=f"resume with --backend {state.backend}",
+            )
         if state.labels != self.labels:
             raise ModelError(f"dataset labels {self.labels} differ from the interrupted run's {state.labels}")
         if state.dataset.get("fingerprint") != self.dataset.fingerprint:
@@ -126,8 +148,12 @@ class TrainingSession:
                 f"({state.dataset.get('fingerprint')} → {self.dataset.fingerprint})",
                 hint=f"pin it with dataset: {self.dataset.name}/{state.dataset.get('fingerprint')}",
             )
-        self.checkpoint = latest_checkpoint(self.work_dir)
+        self.checkpoint = self.find_checkpoint()
         return state
+
+    def find_checkpoint(self) -> Path | None:
+        """The checkpoint a resume continues from (the local backend: the newest sealed one)."""
+        return latest_checkpoint(self.work_dir)
 
     def save_state(self, **changes: Any) -> None:
         self.state = self.state.model_copy(update=changes)
@@ -163,6 +189,19 @@ class TrainingSession:
         callbacks: list[TrainerCallback] | None = None,
     ) -> FitOutcome:
         """Train, then write and score the model folder; checkpoints go to the run folder."""
+        trainer, recipe, result = self.run_trainer(
+            log_metrics=log_metrics, run_id=run_id, callbacks=callbacks
+        )
+        return self.finish_model(trainer, recipe, dict(result.metrics), run_id)
+
+    def run_trainer(
+        self,
+        *,
+        log_metrics: Callable[..., None] | None = None,
+        run_id: str | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+    ) -> tuple[Trainer, TrainingRecipe, Any]:
+        """Build the task's recipe and train it (from the checkpoint when resuming)."""
         config = self.config
         set_threads(config.threads)
         set_seed(config.seed)
@@ -170,23 +209,33 @@ class TrainingSession:
         self.save_state(run_id=run_id or self.state.run_id)
         recipe = self.task.recipe(self.context())
         extra = list(callbacks or []) + ([MetricsForwarder(log_metrics)] if log_metrics else [])
-        trainer = make_trainer(config, recipe, self.work_dir, extra)
+        trainer = self.make_trainer(recipe, extra)
         with recipe.train_context():
             result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
+        return trainer, recipe, result
+
+    def make_trainer(self, recipe: TrainingRecipe, callbacks: list[TrainerCallback]) -> Trainer:
+        """The Trainer for this run (a cluster backend feeds it its data shard instead)."""
+        return make_trainer(self.config, recipe, self.work_dir, callbacks)
+
+    def finish_model(
+        self, trainer: Trainer, recipe: TrainingRecipe, train_metrics: dict[str, Any], run_id: str | None
+    ) -> FitOutcome:
+        """Write the model folder from the best weights, score the test split, write the report."""
         best: Any = trainer.model  # holds the best checkpoint's weights (load_best_model_at_end)
         recipe.model = best.to("cpu").eval()
         history = list(trainer.state.log_history)
         folder, evaluation = self._write_model_folder(recipe, run_id)
         report_dir = self.work_dir / "report"
         context = {
-            "model": config.model_name,
+            "model": self.config.model_name,
             "dataset": f"{self.dataset.name}/{self.dataset.fingerprint}",
             "split": "test",
             "run_id": run_id or "",
         }
         with atomic_dir(report_dir, replace=True) as tmp:
             evaluation.write(tmp, context, history)
-        return FitOutcome(folder, evaluation.metrics, evaluation, report_dir, history, dict(result.metrics))
+        return FitOutcome(folder, evaluation.metrics, evaluation, report_dir, history, train_metrics)
 
     def _write_model_folder(self, recipe: TrainingRecipe, run_id: str | None) -> tuple[Path, Evaluation]:
         """Write the model folder atomically, scoring the test split through the runtime serving uses."""

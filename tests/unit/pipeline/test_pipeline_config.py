@@ -126,3 +126,12 @@ def test_cross_step_rules(pipeline_file: Path) -> None:
     message = one_line_error(pipeline_file, ["train.dataset=other"])
     assert "train.dataset is 'other' but the data step prepares 'toy'" in message
     assert "register_model is false" in one_line_error(pipeline_file, ["train.register_model=false"])
+
+
+def test_pipeline_backend_section(pipeline_file: Path) -> None:
+    """``pipeline run --backend ray`` is ``--set backend.type=ray``: one section for the data and train."""
+    pipeline = load_pipeline(pipeline_file, ["backend.type=ray", "backend.workers=3"], environ={})
+    assert pipeline.config.backend is not None
+    assert (pipeline.config.backend.type, pipeline.config.backend.workers) == ("ray", 3)
+    assert pipeline.train.backend.type == "local"  # the step's own section, replaced when the step runs
+    assert load_pipeline(pipeline_file, environ={}).config.backend is None
