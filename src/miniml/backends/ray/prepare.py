@@ -166,7 +166,7 @@ def _decide(
     if config.clean.cross_split_dedup:
         splits, more = cross_split_dedup(splits, [KEY])
         add_counts(dropped, more)
-    check_not_empty(splits, dropped)
+    check_not_empty(splits, dropped, config)
     return splits
 
 
