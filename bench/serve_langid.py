@@ -6,6 +6,10 @@ client address would share one budget). Also prints the model's offline batched 
 
     python bench/serve_langid.py                                  # models:/nordic-langid@champion
     python bench/serve_langid.py --model PATH_OR_URI --clients 64 --duration 20
+    python bench/serve_langid.py --scrape-s 1 --set monitor.drift.enabled=false   # drift monitoring off
+
+``--scrape-s N`` fetches ``/metrics`` every N seconds during the load, as Prometheus would (each scrape
+computes the drift verdicts of the served versions), so monitoring's whole cost is in the figure.
 
 Target (issue 4): >= 1,000 requests/s with p99 <= 50 ms at 64 clients.
 """
@@ -15,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 from pathlib import Path
 
+import httpx
 import orjson
 from serve_load import (
     REPO,
@@ -38,6 +44,29 @@ def langid_sentences(split: str = "test") -> list[str]:
     return [str(t) for t in dataset.split(split)["input"].tolist()]
 
 
+class Scraper:
+    """GET /metrics every ``every_s`` seconds on a thread (Prometheus' role) until stopped."""
+
+    def __init__(self, url: str, every_s: float) -> None:
+        self.url, self.every_s = url, every_s
+        self.count, self.drift = 0, "no verdict"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            while not self._stop.wait(self.every_s):
+                text = http.get(self.url + "/metrics").text
+                self.count += 1
+                found = [line for line in text.splitlines() if line.startswith("miniml_drift_detected{")]
+                self.drift = found[0] if found else "no verdict"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,6 +77,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=5000)
     parser.add_argument("--tool", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra serve setting k=v")
+    parser.add_argument("--scrape-s", type=float, default=0, help="GET /metrics every N s during the load")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     exit_on_sigterm()
@@ -62,6 +92,7 @@ def main() -> None:
     server = miniml_server([args.model], free_port(), sets, config=config)
     try:
         server.wait_ready()
+        scraper = Scraper(server.url, args.scrape_s) if args.scrape_s > 0 else None
         result = measure(
             server,
             f"/v1/models/{source.name}/predict",
@@ -71,6 +102,9 @@ def main() -> None:
             seconds=args.duration,
             tool=args.tool,
         )
+        if scraper is not None:
+            scraper.stop()
+            print(f"scrapes of /metrics during the run: {scraper.count}, drift: {scraper.drift}", flush=True)
     finally:
         server.stop()
     offline = offline_throughput(source.path, texts[:4096], 64)

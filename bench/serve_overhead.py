@@ -5,6 +5,8 @@ the server spends per request — auth, limits, cache lookup, batching hand-off,
 log — plus the model's share (cache off). CPU time is steadier than requests/s on a busy machine.
 
     python bench/serve_overhead.py --model models:/nordic-langid@champion
+    python bench/serve_overhead.py --model ... --set monitor.drift.enabled=false \\
+        --set monitor.feedback.enabled=false      # model monitoring off
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="model URI or folder")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="serve setting k=v")
     args = parser.parse_args()
     import uvloop
 
@@ -109,10 +112,14 @@ def main() -> None:
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (the access log would otherwise go to the terminal)
     name = resolve(args.model).name
     texts = [f"Hej, hvordan har du det i dag? {i}" for i in range(512)]
-    settings = ServeSettings(models=[args.model], cache={"backend": "none"})
+    from miniml.config import deep_merge, parse_overrides, validate
+
+    given = deep_merge({"models": [args.model], "cache": {"backend": "none"}}, parse_overrides(args.sets))
+    settings = validate(ServeSettings, given, "--set")
     full = uvloop.run(cpu_per_request(create_app(settings), f"/v1/models/{name}/predict", texts, True))
     bare = uvloop.run(cpu_per_request(bare_app(), "/v1/models/bare/predict", texts, False))
-    print(json.dumps({"machine": machine(), "model": args.model}, indent=2), file=sys.__stdout__)
+    facts = {"machine": machine(), "model": args.model, "set": args.sets}
+    print(json.dumps(facts, indent=2), file=sys.__stdout__)
     print(f"miniml serve (model included): {full:.1f} µs CPU/request", file=sys.__stdout__)
     print(f"bare FastAPI endpoint:          {bare:.1f} µs CPU/request", file=sys.__stdout__)
 

@@ -183,6 +183,7 @@ class RegressionTask:
     optimize = OptimizeSupport()  # nothing: ``miniml optimize`` refuses it with one line
     card = CardText(words="Text regression (one number per text)")
     predict_batch_cap = None
+    monitored = False  # no drift window, feedback nor rollouts
 
     def labels(self, config: Any, frames: Mapping[str, pd.DataFrame]) -> list[str]:
         for frame in frames.values():

@@ -382,11 +382,40 @@ def models_promote(
     metric: Annotated[str | None, typer.Option(help="Test metric to compare [default: macro_f1].")] = None,
     margin: Annotated[float | None, typer.Option(help="How much better it must be [default: 0].")] = None,
     alias: Annotated[str | None, typer.Option(help="Alias to move [default: champion].")] = None,
+    online: Annotated[
+        bool, typer.Option("--online", help="Gate on served feedback (online accuracy) instead.")
+    ] = False,
+    min_feedback: Annotated[
+        int, typer.Option("--min-feedback", min=1, help="--online: labelled answers the candidate needs.")
+    ] = 100,
+    feedback: Annotated[
+        Path | None,
+        typer.Option("--feedback", help="--online: feedback log [default: MINIML_HOME/feedback/NAME.jsonl]."),
+    ] = None,
 ) -> None:
-    """Move the champion alias to VERSION if it beats the champion on the same test split."""
+    """Move the champion alias to VERSION if it beats the champion on the same test split (or, with
+    --online, on live feedback)."""
     from miniml.evaluate import score_of
     from miniml.registry import promote, views
 
+    if online:
+        from miniml.monitor.gate import promote_online
+
+        result = promote_online(
+            name,
+            version,
+            alias=alias or "champion",
+            margin=margin or 0.0,
+            min_feedback=min_feedback,
+            log=feedback,
+            force=force,
+        )
+        message = views.promotion_message(result)
+        if not result.promoted:
+            typer.echo(f"error: {message}; {result.reason}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{message}")
+        return
     given = {"metric": metric, "margin": margin, "alias": alias}
     gate = promote.gate_config(name, [f"{k}={v}" for k, v in given.items() if v is not None])
     result = promote.promote(
@@ -419,6 +448,81 @@ def models_card(
     from miniml.registry.cards import model_card
 
     typer.echo(model_card(model), nl=False)
+
+
+# ---------------------------------------------------------------- model monitoring (issue 18)
+monitor_app = typer.Typer(help="Reference profiles and drift reports of served models.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+
+
+def _monitored_model(model: str) -> Any:
+    """Load ``model`` for ``miniml monitor``: a task that model monitoring covers (``Task.monitored``)."""
+    from miniml.errors import ModelError
+    from miniml.tasks import get_task, load_model
+
+    loaded = load_model(model)
+    if not get_task(loaded.task).monitored:
+        raise ModelError(
+            f"{model} is a {loaded.task} model; drift profiles and reports cover classifiers",
+            hint="pass a classification model",
+        )
+    return loaded
+
+
+@monitor_app.command("profile")
+def monitor_profile(
+    model: ModelArg,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset to profile on [default: the model's own].")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write [default: where the server looks].")
+    ] = None,
+) -> None:
+    """Write the reference profile (reference.json) of a model trained before profiles existed."""
+    from miniml.monitor.build import profile_version
+
+    loaded = _monitored_model(model)
+    profile, path = profile_version(loaded.predictor, loaded.path, loaded.version, dataset=dataset, out=out)
+    typer.echo(f"reference profile of {profile.model} ({profile.train_rows} training rows): {path}")
+
+
+@monitor_app.command("report")
+def monitor_report(
+    model: ModelArg,
+    input_path: Annotated[Path, typer.Option("--input", help='Traffic: JSONL, one {"text": ...} per line.')],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report folder [default: MINIML_HOME/reports/...].")
+    ] = None,
+    fail_on_drift: Annotated[
+        bool, typer.Option("--fail-on-drift", help="Exit 1 when drift is found.")
+    ] = False,
+) -> None:
+    """Compare traffic with the model's reference profile: report.html (plots) + summary.json (pass/fail)."""
+    import time
+
+    from miniml.errors import ModelError
+    from miniml.monitor.profile import find_profile, read_profile
+    from miniml.monitor.report import drift_report, read_texts
+    from miniml.paths import home
+
+    loaded = _monitored_model(model)
+    predictor, name = loaded.predictor, loaded.info.name
+    found = find_profile(loaded.path, name, loaded.version)
+    if found is None:
+        raise ModelError(
+            f"{model} has no reference profile", hint=f"run `miniml monitor profile {model}` first"
+        )
+    texts = read_texts(input_path)
+    folder = out or home() / "reports" / name / f"drift-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = drift_report(predictor, read_profile(found), texts, folder)
+    for signal, s in summary.signals.items():
+        mark = "DRIFT" if s.drift_detected else "pass"
+        typer.echo(f"{signal:<11} {s.statistic:<12} {s.value:8.4f}  threshold {s.threshold:g}  {mark}")
+    verdict = "drift detected" if summary.drift_detected else "no drift"
+    typer.echo(f"{verdict} over {summary.inputs} inputs; report: {folder / 'report.html'}")
+    if fail_on_drift and summary.drift_detected:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -485,6 +589,7 @@ def keys_create(
     tokens: Annotated[
         str | None, typer.Option(help="Generation token budget (prompt + generated), e.g. 100000/minute.")
     ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May send feedback on any key's requests.")] = False,
     redis: RedisOption = None,
     redis_prefix: RedisPrefixOption = "miniml:keys",
 ) -> None:
@@ -492,7 +597,9 @@ def keys_create(
     from miniml.serve.auth import add_key
 
     _check_redis_url(redis)
-    key = add_key(file, name, models=model or ["*"], requests=requests, chars=chars, tokens=tokens)
+    key = add_key(
+        file, name, models=model or ["*"], requests=requests, chars=chars, tokens=tokens, admin=admin
+    )
     typer.echo(key)
     typer.echo(
         f"stored the hash of key {name!r} in {file}; the key is not shown again "
@@ -510,7 +617,7 @@ def keys_list(file: KeysFileOption) -> None:
     for r in read_keys_file(file):
         named = (("requests", r.requests), ("chars", r.chars), ("tokens", r.tokens))
         budgets = ", ".join(f"{k}={v}" for k, v in named if v)
-        typer.echo(f"{r.name}\tmodels={','.join(r.models)}\t{budgets}")
+        typer.echo(f"{r.name}\tmodels={','.join(r.models)}\t{budgets}" + ("\tadmin" if r.admin else ""))
 
 
 @keys_app.command("revoke")

@@ -106,9 +106,10 @@ def create_app(
     settings: ServeSettings,
     *,
     preloaded: list[tuple[LoadedModel, ServingHooks]] | None = None,
+    challengers: dict[str, tuple[LoadedModel, ServingHooks]] | None = None,
 ) -> FastAPI:
     """The app serving ``settings.models`` (or the ``preloaded`` models) with every server feature."""
-    state = ServerState(settings, preloaded=preloaded)
+    state = ServerState(settings, preloaded=preloaded, challengers=challengers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -105,6 +105,7 @@ def add_key(
     requests: str | None = None,
     chars: str | None = None,
     tokens: str | None = None,
+    admin: bool = False,
 ) -> str:
     """Create a key named ``name`` in the keys file at ``path`` (created if missing); return the key."""
     records = read_keys_file(path) if Path(path).exists() else []
@@ -121,6 +122,7 @@ def add_key(
             requests=requests,
             chars=chars,
             tokens=tokens,
+            admin=admin or None,  # not written into the keys file unless set
         )
     except ValidationError as err:
         first = err.errors()[0]

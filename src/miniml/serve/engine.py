@@ -47,9 +47,13 @@ class ServedModel:
         metrics: ServeMetrics,
         *,
         threads: int,
+        label: str | None = None,
     ) -> None:
-        self.name = model.name
+        self.name = label or model.name  # names its batcher and metrics: "NAME:challenger" for a challenger
         self.handler = handler
+        # model monitoring (drift window, prediction store, rollouts) covers its answers; an alias swap
+        # keeps the task (miniml.serve.aliases), so this holds for every version it serves
+        self.monitored = get_task(model.task).monitored
         self._current = model
         self._metrics = metrics
         self.cache: Cache[Any] | None = build_cache(settings.cache, handler.codec)

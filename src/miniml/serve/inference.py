@@ -15,6 +15,7 @@ routes name the model in the path); it is read bounded while streaming and parse
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -88,6 +89,7 @@ class Call:
     prepare: Callable[[], None] | None = None
     tokens: int = 0
     on_done: Callable[[asyncio.Future[Any]], None] | None = None
+    role: str = "champion"  # which version answered: champion, or a canary's challenger
 
 
 class Codec(Protocol):
@@ -152,7 +154,12 @@ async def run_inference(
     model, outputs = await codec.infer(state, name, served, call, request)
     if info is not None:
         info.version = model.version
-    state.metrics.count_predictions(name, served.handler.top_labels(model, outputs))
+    labels = served.handler.top_labels(model, outputs)
+    state.metrics.count_predictions(name, labels)
+    if served.monitored:  # model monitoring: drift window, prediction store, shadow
+        rid, key = (info.request_id, info.key) if info is not None else ("", None)
+        state.monitoring.observe(name, call.role, model, rid, key, call.items, outputs, labels)
+        state.rollouts.after_answer(name, rid, call.items, labels)
     response = codec.encode(model, outputs, call)
     response.headers.update(headers)
     return response
@@ -176,7 +183,16 @@ class PredictCodec:
     async def infer(
         self, state: ServerState, name: str, served: ServedModel, call: Call, request: Request
     ) -> tuple[LoadedModel, list[Any]]:
-        return await served.infer(call.items)
+        rollouts = state.rollouts
+        if name not in rollouts.rollouts:
+            return await served.infer(call.items)
+        info = request_info(request.scope)  # a challenger next to this name: route, time, count by role
+        rid, key = (info.request_id, info.key) if info is not None else ("", None)
+        call.role, target = rollouts.pick(name, served, rid, key)
+        started = time.perf_counter()
+        model, outputs = await target.infer(call.items)
+        rollouts.count(name, call.role, model, time.perf_counter() - started)
+        return model, outputs
 
     def encode(self, model: LoadedModel, outputs: list[Any], call: Call) -> Response:
         return Response(call.hooks.encode_response(model, outputs, call.params), media_type=JSON)

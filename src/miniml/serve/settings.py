@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from miniml.config import StepConfig
 from miniml.guided.compiler import GuidedLimits
+from miniml.monitor.settings import MonitorSettings, RoutingSettings
 
 
 def _check_rate(value: str) -> str:
@@ -135,6 +136,9 @@ class ApiKeyRecord(BaseModel):
     tokens: RateString | None = Field(
         default=None, description="generation token budget (prompt + generated), overrides ratelimit.tokens"
     )
+    admin: bool | None = Field(
+        default=None, description="true: may send feedback on any key's requests (unset: written nowhere)"
+    )
 
     def allows(self, model: str) -> bool:
         """Whether this key may call ``model``."""
@@ -248,6 +252,10 @@ class ServeSettings(StepConfig):
     limits: RequestLimits = Field(default_factory=lambda: RequestLimits())
     generation: GenerationLimits = Field(default_factory=lambda: GenerationLimits())
     logging: LogSettings = Field(default_factory=lambda: LogSettings())
+    monitor: MonitorSettings = Field(default_factory=lambda: MonitorSettings())
+    routing: dict[str, RoutingSettings] = Field(
+        default_factory=dict, description="per served name: a challenger, canary share or shadow"
+    )
 
     @field_validator("models")
     @classmethod

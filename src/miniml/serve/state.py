@@ -10,12 +10,15 @@ import logging
 
 from starlette.requests import Request
 
+from miniml.monitor.canary import CHAMPION
 from miniml.runtime.loaded import LoadedModel
 from miniml.serve.access import Access
 from miniml.serve.engine import ModelSet, load_models
 from miniml.serve.logs import AccessLog
 from miniml.serve.metrics import ServeMetrics
+from miniml.serve.monitoring import MonitorCollector, Monitoring
 from miniml.serve.protocol import ConnectionStats
+from miniml.serve.rollout import Loaded, Rollouts, load_challengers
 from miniml.serve.settings import ServeSettings
 from miniml.tasks.base import ServingHooks
 
@@ -30,6 +33,7 @@ class ServerState:
         settings: ServeSettings,
         *,
         preloaded: list[tuple[LoadedModel, ServingHooks]] | None = None,
+        challengers: dict[str, Loaded] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = ServeMetrics()
@@ -38,6 +42,10 @@ class ServerState:
         self.models = ModelSet(settings, self.metrics)
         self.metrics.watch_runtime(lambda: self.models)
         self.access = Access(settings, self.metrics, self.models)
+        self.monitoring = Monitoring(settings)
+        self.metrics.registry.register(MonitorCollector(self.monitoring))
+        self.rollouts = Rollouts(settings, self.metrics, self.monitoring)
+        self._challengers = challengers
         self.access_log = AccessLog(settings.logging.access_log)
         self.status = "loading"
         self._tasks: list[asyncio.Task[None]] = []
@@ -49,7 +57,14 @@ class ServerState:
         if loaded is None:
             loaded = await asyncio.to_thread(load_models, self.settings)
         self._preloaded = None
+        challengers = self._challengers
+        if challengers is None:
+            challengers = await asyncio.to_thread(load_challengers, self.settings)
+        self._challengers = None
         await self.models.start(loaded)
+        for served in self.models:
+            self.monitoring.prepare(served.current, CHAMPION)
+        self.rollouts.start(self.models, challengers)
         self.access.loading = False
         self.access_log.start()
         if self.access.keys_watcher is not None:
@@ -64,7 +79,9 @@ class ServerState:
         for job in self._tasks:
             job.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.rollouts.stop()
         await self.models.stop()
+        await self.monitoring.close()
         await self.access.close()
         await self.access_log.stop()
 

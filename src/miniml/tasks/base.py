@@ -12,7 +12,8 @@ Training, evaluation, batch prediction, optimization, the pipeline and the serve
   :mod:`miniml.runtime.table`);
 - how outputs become answers, in one shape for ``miniml predict`` and HTTP (:meth:`Task.predict`), its
   metrics, scoring and report (:meth:`Task.evaluate` → :class:`Evaluation`);
-- what ``miniml optimize`` can do with it (:class:`OptimizeSupport`);
+- what ``miniml optimize`` can do with it (:class:`OptimizeSupport`), and whether model monitoring
+  covers it (:attr:`Task.monitored`);
 - what its models' cards say about it (``card``: a :class:`miniml.modelcard.CardText`);
 - its serving hooks (:meth:`Task.handler` → :class:`ServingHooks`): request → items → outputs → response.
 
@@ -279,6 +280,13 @@ class Task(Protocol):
     @property
     def predict_batch_cap(self) -> int | None:
         """The most inputs ``miniml predict`` hands :meth:`predict` at once (None: any number)."""
+        ...
+
+    @property
+    def monitored(self) -> bool:
+        """Whether model monitoring covers it (:mod:`miniml.monitor`): a reference profile written at
+        training, drift windows, feedback and online quality, canary and shadow rollouts. It needs class
+        probabilities, so the classification task only (generated text has no window yet)."""
         ...
 
     # ---------------------------------------------------------------- training

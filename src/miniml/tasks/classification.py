@@ -34,6 +34,8 @@ from miniml.models.featurizer import Featurizer
 from miniml.models.folder import architecture_of, save_model_folder
 from miniml.models.hf_folder import TEMPERATURE_REASON, fold_temperature, refuse_transformers
 from miniml.models.registry import ModelSpec, get_builder, load_featurizer
+from miniml.monitor.build import profile_of
+from miniml.monitor.profile import write_profile
 from miniml.runtime.predictor import predict_in_batches, require_finite
 from miniml.runtime.table import open_runtime
 from miniml.tasks.base import EvaluateOptions, OptimizeSupport, TrainConfig, TrainingContext
@@ -168,12 +170,15 @@ class ClassificationRecipe:
         train_frame: pd.DataFrame,
         eval_examples: list[dict[str, Any]],
         validation: pd.DataFrame | None = None,
+        profile: tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]] | None = None,
     ) -> None:
         self.model, self.featurizer, self.spec, self.labels = model, featurizer, config.model, labels
         self.train_frame, self.eval_examples = train_frame, eval_examples
         self.pad_to_max = config.pad_to_max
         # temperature scaling is fitted on these rows after training (None: not at all)
         self.validation = validation if config.temperature_scaling else None
+        # train and validation rows + dataset of the drift reference profile (None: no profile)
+        self.profile = profile
         self.compute_metrics = functools.partial(metrics_from_logits, labels)
         alpha = config.ordinal_alpha
         self.compute_loss = soft_target_loss(ordinal_targets(labels, alpha)) if alpha is not None else None
@@ -204,7 +209,27 @@ class ClassificationRecipe:
             }
         )
         save_model_folder(folder, self.model, self.featurizer, self.spec, info)
-        return self.fit_temperature(folder, info)
+        info = self.fit_temperature(folder, info)
+        self.write_profile(folder, info)
+        return info
+
+    def write_profile(self, folder: Path, info: ModelInfo) -> None:
+        """The drift reference profile (``reference.json``, :mod:`miniml.monitor.profile`) of the trained
+        model, then ``miniml.json`` again so that its manifest lists the profile."""
+        if self.profile is None or self.profile[1].empty:
+            return
+        train, validation, dataset = self.profile
+        predictor = open_runtime(info.runtime, folder, info)
+        write_profile(
+            folder,
+            profile_of(
+                predictor,
+                train["input"].astype(str).tolist(),
+                validation["input"].astype(str).tolist(),
+                dataset,
+            ),
+        )
+        write_info(folder, info)
 
     def fit_temperature(self, folder: Path, info: ModelInfo) -> ModelInfo:
         """Temperature scaling on the validation split: recorded in lineage, applied if it lowers the ECE."""
@@ -241,6 +266,10 @@ class ClassificationEvaluation:
 
 
 # ---------------------------------------------------------------- the task
+def dataset_ref(context: TrainingContext) -> dict[str, Any]:
+    return {"name": context.dataset.name, "fingerprint": context.dataset.fingerprint}
+
+
 class ClassificationTask:
     """Task ``classification`` (see the module docstring)."""
 
@@ -248,6 +277,7 @@ class ClassificationTask:
     config = ClassificationConfig
     card = CARD
     predict_batch_cap = None
+    monitored = True  # reference profile, drift windows, feedback, canary and shadow (miniml.monitor)
     optimize = OptimizeSupport(
         family="probabilities",
         onnx=True,
@@ -289,6 +319,7 @@ class ClassificationTask:
             self.augment(config, context.train_frame),
             examples(context.frames["validation"], featurizer, context.labels),
             context.frames["validation"],
+            (context.train_frame, context.frames["validation"], dataset_ref(context)),
         )
 
     def augment(self, config: Any, frame: pd.DataFrame, *, seed: int | None = None) -> pd.DataFrame:

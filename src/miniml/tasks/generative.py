@@ -212,6 +212,7 @@ class GenerativeTask:
     peft_task: ClassVar[adapters.PeftTask]  # how peft wraps the model for LoRA
     optimize: ClassVar[OptimizeSupport]
     predict_batch_cap: ClassVar[int | None] = 64
+    monitored: ClassVar[bool] = False  # no drift window nor prediction store for generated text yet
 
     # ---------------------------------------------------------------- training
     def labels(self, config: Any, frames: Mapping[str, pd.DataFrame]) -> list[str]:

@@ -7,13 +7,14 @@
 - ``operations``: ``/healthz``, ``/readyz``, ``/metrics``;
 - ``console``: the web console's ``/ui`` files (``create_app`` adds ``ui_router()`` unless
   ``server.ui: false``).
+- ``monitoring``: ``GET /v1/models/{name}/drift``, ``POST``/``GET /v1/models/{name}/feedback``.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from miniml.serve.routes import generate, models, openai, operations, predict
+from miniml.serve.routes import generate, models, monitoring, openai, operations, predict
 
 ROUTERS: tuple[APIRouter, ...] = (
     predict.router,
@@ -21,4 +22,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     operations.router,
     generate.router,
     openai.router,
+    monitoring.router,
 )

@@ -40,4 +40,5 @@ async def readyz(request: Request, state: ServerState = Depends(get_state)) -> R
 async def metrics(request: Request, state: ServerState = Depends(get_state)) -> Response:
     """Prometheus metrics in the text exposition format."""
     state.access.check_open(request)
+    await state.monitoring.refresh()  # drift verdicts are computed on demand, off the event loop
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
