@@ -201,6 +201,19 @@ ModelArg = Annotated[
 ]
 
 
+# the test figures ``miniml train`` prints, when the task reports them
+TEST_FIGURES = (
+    "accuracy",
+    "macro_f1",
+    "exact_match",
+    "token_f1",
+    "rougeL",
+    "perplexity",
+    "recall_at_1",
+    "mrr",
+)
+
+
 def log_progress_off_terminal() -> None:
     """Off a terminal (CI, nohup, a pipe) the progress bar is silent: print its log lines instead."""
     import logging
@@ -240,11 +253,7 @@ def train_cmd(
     train_config = load_train_config(config, set_ or [], flags=backend_overrides(backend))
     result = get_backend(train_config.backend).train(train_config, resume=resume)
     version = f"version {result.model_version}" if result.model_version is not None else "not registered"
-    figures = " · ".join(
-        f"{k} {result.metrics[k]:.4f}"
-        for k in ("accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "perplexity")
-        if k in result.metrics
-    )
+    figures = " · ".join(f"{k} {result.metrics[k]:.4f}" for k in TEST_FIGURES if k in result.metrics)
     typer.echo(f"trained {result.model_name}: {version} (MLflow run {result.run_id})")
     typer.echo(f"test: {figures}")
     typer.echo(f"model folder: {result.model_folder}")
@@ -372,6 +381,34 @@ def models_unalias(
 
     store.delete_alias(name, alias)
     typer.echo(f"removed models:/{name}@{alias}")
+
+
+@models_app.command("import")
+def models_import(
+    reference: Annotated[
+        str,
+        typer.Argument(
+            help="Checkpoint: minilm, a Hugging Face folder or id, or a classifier (models:/NAME@ALIAS).",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name", help="Registered model name.", show_default=False)],
+    task: Annotated[str, typer.Option("--task", help="Task of the new model.")] = "embedding",
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Score its test split (NAME, NAME/FP or a folder).")
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Register a checkpoint as a model version without training (e.g. the untrained baseline)."""
+    from miniml.config import parse_overrides
+    from miniml.train.imports import import_model
+
+    settings = {**parse_overrides(set_ or []), "name_or_path": reference}
+    result = import_model(name, task, settings, dataset=dataset)
+    typer.echo(f"imported {result.model_name}: version {result.model_version} (MLflow run {result.run_id})")
+    if result.metrics:
+        typer.echo("test: " + " · ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items())))
+    typer.echo(f"model folder: {result.model_folder}")
 
 
 @models_app.command("promote")

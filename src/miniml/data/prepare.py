@@ -1,8 +1,9 @@
 """``miniml data prepare``: sources → cleaned, de-duplicated, split, immutable dataset folder.
 
 Reads top to bottom: resolve the sources (names + sha256) → fingerprint → stop if already prepared → fetch
-→ read and map every source → clean → de-duplicate → cap sources and classes → split → de-duplicate across
-splits → write ``MINIML_HOME/datasets/NAME/FINGERPRINT/`` atomically.
+→ read and map every source → clean → de-duplicate → hard negatives and pairs (embedding data) → cap
+sources and classes → split → de-duplicate across splits → write ``MINIML_HOME/datasets/NAME/FINGERPRINT/``
+atomically.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from miniml.config import StepConfig
 from miniml.data.clean import CLEANING_VERSION, CleanConfig, Dropped, clean_rows, cross_split_dedup, dedup
 from miniml.data.dataset import MANIFEST, SPLITS, Dataset, SourceRecord, fingerprint_of, write_dataset
 from miniml.data.mapping import require_columns
+from miniml.data.pairs import NegativesConfig, PairsConfig, add_negatives, make_pairs
 from miniml.data.sources import Resolved, SourceConfig, load, materialize, resolve
 from miniml.data.split import SplitConfig, assign_splits, cap_classes, cap_sources
 from miniml.errors import DataError
@@ -34,6 +36,12 @@ class PrepareConfig(StepConfig):
     sources: list[SourceConfig] = Field(min_length=1)
     clean: CleanConfig = Field(default_factory=lambda: CleanConfig.model_validate({}))
     split: SplitConfig = Field(default_factory=lambda: SplitConfig.model_validate({}))
+    negatives: NegativesConfig | None = Field(
+        None, description="a hard negative per row (embedding data): see miniml.data.pairs"
+    )
+    pairs: PairsConfig | None = Field(
+        None, description="turn rows that mean the same into (input, target) pairs (embedding data)"
+    )
     base_dir: Path | None = Field(
         None, description="folder local paths are relative to (default: the config's)"
     )
@@ -50,8 +58,17 @@ class PrepareConfig(StepConfig):
 
     def identity(self) -> dict[str, Any]:
         """The config as it enters the fingerprint and the manifest (without machine-specific paths, and
-        without the backend: every backend prepares the same dataset)."""
-        return self.model_dump(mode="json", exclude={"base_dir", "backend"})
+        without the backend: every backend prepares the same dataset).
+
+        Keys added later are left out while they hold their defaults, so older datasets keep their
+        fingerprints."""
+        data = self.model_dump(mode="json", exclude={"base_dir", "backend"})
+        for key in ("negatives", "pairs"):
+            if data[key] is None:
+                del data[key]
+        if not data["split"]["group_by"]:
+            del data["split"]["group_by"]
+        return data
 
 
 @dataclass
@@ -105,6 +122,10 @@ def build(the_plan: Plan, *, mirror: str | None = None) -> Dataset:
     if config.clean.dedup:
         require_columns(rows, config.clean.dedup_on, "clean.dedup_on")
         rows = apply_drops(rows, dropped, dedup(rows, config.clean.dedup_on))
+    if config.negatives is not None:
+        rows = add_negatives(rows, config.negatives, config.split.seed)
+    if config.pairs is not None:
+        rows = apply_drops(rows, dropped, make_pairs(rows, config.pairs))
     caps = {i: s.max_rows for i, s in enumerate(config.sources) if s.max_rows is not None}
     rows = apply_drops(rows, dropped, cap_sources(rows, caps, config.split.seed))
     rows = apply_drops(rows, dropped, cap_classes(rows, config.split))

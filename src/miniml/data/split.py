@@ -35,6 +35,9 @@ class SplitConfig(BaseModel):
         None, description="cap rows per target (one number for all, or per label); extra rows are dropped"
     )
     balance: bool = Field(False, description="downsample every class to the size of the smallest")
+    group_by: list[str] = Field(
+        default_factory=list, description="rows sharing these columns go to the same split (e.g. [group])"
+    )
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitConfig:
@@ -104,16 +107,24 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> pd.Series:
     if free.empty:
         return out
     require_columns(free, config.stratify, "split.stratify")
+    require_columns(free, config.group_by, "split.group_by")
+    units = free  # what is drawn: rows, or one row per group (its first) with group_by
+    if config.group_by:
+        groups = free[config.group_by].astype(str).agg("\0".join, axis=1)
+        units = free[~groups.duplicated()]
     rng = np.random.default_rng(config.seed)
     strata: dict[object, np.ndarray] = (
-        dict(free.groupby(config.stratify, sort=True, dropna=False).indices)
+        dict(units.groupby(config.stratify, sort=True, dropna=False).indices)
         if config.stratify
-        else {"": np.arange(len(free))}
+        else {"": np.arange(len(units))}
     )
     for key in sorted(strata, key=str):
         order = rng.permutation(strata[key])
         for name, part in zip(SPLITS, _cut(order, config.fractions()), strict=True):
-            out.loc[free.index[part]] = name
+            out.loc[units.index[part]] = name
+    if config.group_by:  # every row follows its group's first row
+        first = pd.Series(out.loc[units.index].to_numpy(), index=groups.loc[units.index].to_numpy())
+        out.loc[free.index] = groups.map(first).to_numpy()
     return out
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from miniml.errors import ModelError
 from miniml.models.bilstm import BiLSTMSpec, bilstm
 from miniml.models.char_cnn import CharCNNSpec, char_cnn
+from miniml.models.encoder import EncoderSpec, encoder
 from miniml.models.featurizer import Featurizer, check_agrees
 from miniml.models.hashing import load_hashing
 from miniml.models.hashing_bag import HashingBagSpec, hashing_bag
@@ -31,13 +32,15 @@ FeaturizerLoader = Callable[[Path, dict[str, Any]], Featurizer]
 
 # The ``model:`` section of a classification train config, chosen by ``kind``.
 ModelSpec = HashingBagSpec | CharCNNSpec | BiLSTMSpec | PretrainedSpec
-SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[ModelSpec, Field(discriminator="kind")])
+# Every spec a model folder's ``builder.json`` may hold (the embedding task's ``encoder`` too).
+SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[ModelSpec | EncoderSpec, Field(discriminator="kind")])
 
 _BUILDERS: dict[str, Builder] = {
     "hashing_bag": hashing_bag,
     "char_cnn": char_cnn,
     "bilstm": bilstm,
     "pretrained": pretrained,
+    "encoder": encoder,
 }
 _FEATURIZERS: dict[str, FeaturizerLoader] = {
     "hashing": load_hashing,

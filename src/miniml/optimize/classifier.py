@@ -1,9 +1,11 @@
-"""``miniml optimize`` for models of the ``probabilities`` family (classifiers): featurizer + module.
+"""``miniml optimize`` for models of the ``probabilities`` family: featurizer + module (classifiers, and
+embedding models, whose module outputs vectors: ``OptimizeSupport.outputs``).
 
 The steps run in this order: prune (torch) → fine-tune (masks kept) → export ONNX → fuse → int8 (ONNX
 Runtime, or PyTorch dynamic without ``--onnx``), each verified (``steps``). Then parent and optimized model
 are measured one after the other by the same code on the same texts and threads: size, latency per batch
-size, quality (accuracy, macro-F1) and the largest probability difference (parity).
+size, quality (classifiers: accuracy, macro-F1; other tasks: their own evaluation, e.g. recall@k and MRR)
+and the largest output difference (parity: probabilities, or embeddings).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from miniml.optimize.outcome import WEIGHTS_FILE, EvalData, eval_frame, lineage,
 from miniml.optimize.report import ratios
 from miniml.optimize.steps import Work, build_onnx, copy_support_files, step_int8_torch, step_prune
 from miniml.registry.uris import ModelSource
+from miniml.runtime.loaded import LoadedModel
 from miniml.runtime.onnx_predictor import ONNX_FILE
-from miniml.tasks.registry import load_model
+from miniml.tasks.base import EvaluateOptions, OptimizeSupport
+from miniml.tasks.registry import get_task, load_model
 
 
 def check_request(info: ModelInfo, cfg: OptimizeConfig) -> None:
@@ -54,7 +58,8 @@ def check_request(info: ModelInfo, cfg: OptimizeConfig) -> None:
 def eval_data(info: ModelInfo, cfg: OptimizeConfig) -> EvalData:
     """The real texts the comparison runs on: ``cfg.dataset`` or the dataset the parent was trained on."""
     ref, frame = eval_frame(info, cfg)
-    return EvalData(ref, frame["input"].astype(str).tolist(), frame["target"].astype(str).tolist())
+    texts, targets = frame["input"].astype(str).tolist(), frame["target"].astype(str).tolist()
+    return EvalData(ref, texts, targets, frame)
 
 
 def calibration_texts(cfg: OptimizeConfig) -> list[str]:
@@ -78,7 +83,12 @@ def write_torch_folder(work: Work, loaded: Any, dest: Path, info: ModelInfo) -> 
 
 
 def build(
-    parent_uri: str, resolved: ModelSource, info: ModelInfo, cfg: OptimizeConfig, data: EvalData
+    parent_uri: str,
+    resolved: ModelSource,
+    info: ModelInfo,
+    cfg: OptimizeConfig,
+    data: EvalData,
+    support: OptimizeSupport,
 ) -> tuple[Path, dict[str, Any]]:
     """Apply the steps and write the new model folder atomically; returns it and the lineage."""
     loaded = None
@@ -94,6 +104,7 @@ def build(
         calibration=calibration_texts(cfg),
         spec=loaded.spec if loaded else None,
         tuning=tuning_frame(cfg, data.ref),
+        vectors=support.outputs == "vectors",
     )
     dest = output_folder(cfg, info.name)
     with tempfile.TemporaryDirectory(prefix="miniml-optimize-") as tmp, atomic_dir(dest, replace=True) as out:
@@ -116,9 +127,9 @@ def build(
     return dest, new_info.lineage
 
 
-def load_predictor(folder: Path, threads: int) -> Any:
-    """The folder's predictor on CPU with ``threads`` threads, as its task loads it."""
-    return load_model(folder, threads=threads, device="cpu").predictor
+def load_on_cpu(folder: Path, threads: int) -> LoadedModel:
+    """The folder loaded on CPU with ``threads`` threads, as its task loads it."""
+    return load_model(folder, threads=threads, device="cpu")
 
 
 def derived_info(info: ModelInfo, work: Work, onnx: bool) -> ModelInfo:
@@ -132,33 +143,48 @@ def derived_info(info: ModelInfo, work: Work, onnx: bool) -> ModelInfo:
 
 
 def profile(
-    predictor: Any, folder: Path, data: EvalData, cfg: OptimizeConfig, info: ModelInfo
+    model: LoadedModel, data: EvalData, cfg: OptimizeConfig, support: OptimizeSupport
 ) -> dict[str, Any]:
     """Size, latency at each batch size, and quality of one model, measured the same way for both."""
-    m = cfg.measure
-    probs = measure.predict_all(predictor, data.texts)
+    m, info = cfg.measure, model.info
+    vectors = support.outputs == "vectors"
+    runtime = model.predictor.runtime if vectors else model.predictor  # embedders: their torch/ONNX runtime
+    outputs = measure.outputs_all(runtime, data.texts, vectors)
+    call = runtime.outputs if vectors else runtime.predict_proba
     return {
         "runtime": info.runtime,
-        "size_bytes": measure.model_size_bytes(folder),
-        "latency": {
-            str(b): measure.latency(predictor.predict_proba, data.texts, b, m.repeats, m.warmup)
-            for b in m.batch_sizes
-        },
-        "quality": measure.quality(probs, data.targets, info.labels),
-        "_probs": probs,
+        "size_bytes": measure.model_size_bytes(model.path),
+        "latency": {str(b): measure.latency(call, data.texts, b, m.repeats, m.warmup) for b in m.batch_sizes},
+        "quality": task_quality(model, data)
+        if vectors
+        else measure.quality(outputs, data.targets, info.labels),
+        "_outputs": outputs,
     }
 
 
+def task_quality(model: LoadedModel, data: EvalData) -> dict[str, float]:
+    """The task's own scores on the comparison rows (e.g. recall@k and MRR), plus how many rows."""
+    evaluation = get_task(model.task).evaluate(model, data.frame, EvaluateOptions(source=data.ref))
+    return {**evaluation.metrics, "examples": float(len(data.frame))}
+
+
 def compare(
-    parent_uri: str, parent_path: Path, folder: Path, data: EvalData, cfg: OptimizeConfig
+    parent_uri: str,
+    parent_path: Path,
+    folder: Path,
+    data: EvalData,
+    cfg: OptimizeConfig,
+    support: OptimizeSupport,
 ) -> dict[str, Any]:
     """Measure parent and optimized model one after the other on the same texts and threads."""
     threads = cfg.measure.threads or os.cpu_count() or 1
-    parent_info, new_info = read_info(parent_path), read_info(folder)
-    parent = profile(load_predictor(parent_path, threads), parent_path, data, cfg, parent_info)
-    optimized = profile(load_predictor(folder, threads), folder, data, cfg, new_info)
-    a, b = parent.pop("_probs"), optimized.pop("_probs")
+    new_info = read_info(folder)
+    parent = profile(load_on_cpu(parent_path, threads), data, cfg, support)
+    optimized = profile(load_on_cpu(folder, threads), data, cfg, support)
+    a, b = parent.pop("_outputs"), optimized.pop("_outputs")
+    metric = support.quality_metric
     parity = {
+        "compared": "embeddings" if support.outputs == "vectors" else "probabilities",
         "final_max_abs_diff": float(abs(a - b).max(initial=0.0)),
         "samples": len(data.texts),
         "export_max_abs_diff": next(
@@ -166,13 +192,13 @@ def compare(
         ),
     }
     parent["uri"] = parent_uri
-    drop = parent["quality"]["accuracy"] - optimized["quality"]["accuracy"]
+    drop = parent["quality"][metric] - optimized["quality"][metric]
     return {
         "name": new_info.name,
         "task": new_info.task,
         "dataset": data.ref,
         "split": cfg.split,
-        "quality_metric": "accuracy",
+        "quality_metric": metric,
         "parent": parent,
         "optimized": optimized,
         "ratios": ratios(parent, optimized),

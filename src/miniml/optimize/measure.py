@@ -83,10 +83,23 @@ def quality(probs: np.ndarray, targets: Sequence[str], labels: Sequence[str]) ->
     return out
 
 
-def max_abs_diff(a: Predictor, b: Predictor, texts: Sequence[str], batch_size: int = 16) -> float:
-    """Largest |p_a - p_b| over all texts and classes (batched, so padding is exercised)."""
+def outputs_all(predictor: Any, texts: Sequence[str], vectors: bool, batch_size: int = 32) -> np.ndarray:
+    """(N, C) probabilities, or with ``vectors`` the raw (N, D) outputs (embeddings), for all texts."""
+    if not vectors:
+        return predict_all(predictor, texts, batch_size)
+    parts = [predictor.outputs(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def max_abs_diff(
+    a: Any, b: Any, texts: Sequence[str], batch_size: int = 16, *, vectors: bool = False
+) -> float:
+    """Largest |p_a - p_b| (or |e_a - e_b| with ``vectors``) over all texts and columns (batched, so padding
+    is exercised)."""
     return float(
-        np.abs(predict_all(a, texts, batch_size) - predict_all(b, texts, batch_size)).max(initial=0.0)
+        np.abs(outputs_all(a, texts, vectors, batch_size) - outputs_all(b, texts, vectors, batch_size)).max(
+            initial=0.0
+        )
     )
 
 

@@ -119,7 +119,7 @@ def hf_config(module: nn.Module) -> Any:
     return config
 
 
-@register_exporter("hf", "hf_mean_pool")
+@register_exporter("hf", "hf_mean_pool", "encoder")
 def export_hf(
     module: nn.Module, batch: dict[str, torch.Tensor], dest: Path, settings: ExportSettings
 ) -> dict[str, Any]:

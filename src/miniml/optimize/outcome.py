@@ -42,6 +42,7 @@ class EvalData:
     ref: str
     texts: list[str]
     targets: list[str]
+    frame: Any = None  # the rows themselves (tasks that score with their own evaluation)
 
 
 def eval_frame(info: ModelInfo, cfg: OptimizeConfig) -> tuple[str, Any]:

@@ -47,8 +47,9 @@ def parity_line(parity: dict[str, Any]) -> str:
             "identical to the parent's (greedy decoding, each model's own generation settings)."
         )
     export = parity.get("export_max_abs_diff")
+    what = "e" if parity.get("compared") == "embeddings" else "p"
     return (
-        f"Parity: max |p_optimized − p_parent| = {parity['final_max_abs_diff']:.2e} on "
+        f"Parity: max |{what}_optimized − {what}_parent| = {parity['final_max_abs_diff']:.2e} on "
         f"{parity['samples']} real texts"
         + (f"; fp32 export {export:.2e}" if export is not None else "")
         + "."

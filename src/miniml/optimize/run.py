@@ -76,8 +76,8 @@ def optimize_model(uri: str, cfg: OptimizeConfig) -> OptimizeResult:
     check_request(info, cfg)
     data = eval_data(info, cfg)
     name = resolved.name or info.name
-    folder, _ = build(str(uri), resolved, info, cfg, data)
-    report = compare(str(uri), resolved.path, folder, data, cfg)
+    folder, _ = build(str(uri), resolved, info, cfg, data, support)
+    report = compare(str(uri), resolved.path, folder, data, cfg, support)
     report["gate"]["forced"] = cfg.force and not report["gate"]["passed"]
     finish_folder(folder, report)
     version = track_and_register(name, folder, report, cfg)

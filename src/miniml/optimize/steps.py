@@ -40,9 +40,12 @@ class ModulePredictor:
         self.module, self.featurizer = module.eval(), featurizer
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(self.outputs(texts)), dim=-1).numpy()
+
+    def outputs(self, texts: Sequence[str]) -> np.ndarray:
+        """The module's raw (B, C) output (logits, or an encoder's embeddings)."""
         with torch.inference_mode():
-            logits = self.module(**self.featurizer.batch(list(texts)))["logits"]
-            return torch.softmax(logits.float(), dim=-1).numpy()
+            return self.module(**self.featurizer.batch(list(texts)))["logits"].float().numpy()
 
 
 @dataclass
@@ -61,15 +64,17 @@ class Work:
     facts: dict[str, Any] = field(default_factory=dict)
     spec: Any = None  # the parent's builder spec (torch parents)
     tuning: Any = None  # the split fine-tuning runs on (a DataFrame), when asked
+    vectors: bool = False  # the output is an embedding (compared as it is), not class scores
 
 
 def check_parity(work: Work, reference: Any, graph: Path, step: dict[str, Any]) -> None:
     """Compare ``graph`` with ``reference`` on the real texts; fail above the tolerance."""
-    diff = max_abs_diff(reference, graph_predictor(work, graph), work.texts)
+    diff = max_abs_diff(reference, graph_predictor(work, graph), work.texts, vectors=work.vectors)
     step["max_abs_diff"] = diff
     if not diff <= work.cfg.parity_tolerance:
         raise ParityError(
-            f"{step['step']} changed the probabilities by up to {diff:.2e} (> parity_tolerance "
+            f"{step['step']} changed the {'embeddings' if work.vectors else 'probabilities'} by up to "
+            f"{diff:.2e} (> parity_tolerance "
             f"{work.cfg.parity_tolerance:g}) on {len(work.texts)} real texts; nothing was registered",
             hint="this architecture does not export faithfully; keep it in PyTorch (drop --onnx)",
         )

@@ -85,6 +85,10 @@ class OnnxPredictor:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
-        logits = self.session.run(None, self.feeds(texts))[0]  # type: ignore[attr-defined]  # (B, C)
         # the folder's softmax temperature (calibration; 1 when scaling did not help): see torch_predictor
-        return softmax(np.asarray(logits) / np.float32(self.info.logit_temperature))
+        return softmax(self.outputs(texts) / np.float32(self.info.logit_temperature))
+
+    def outputs(self, texts: Sequence[str]) -> np.ndarray:
+        """The graph's raw (B, C) output: a classifier's logits, an encoder's embeddings."""
+        out = self.session.run(None, self.feeds(texts))[0]  # type: ignore[attr-defined]
+        return np.asarray(out, dtype=np.float32)

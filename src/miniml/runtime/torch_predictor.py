@@ -40,9 +40,13 @@ class TorchPredictor:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
+        logits = torch.from_numpy(self.outputs(texts))  # (B, C)
+        if self.info.logit_temperature != 1.0:
+            logits = logits / self.info.logit_temperature
+        return torch.softmax(logits, dim=-1).numpy().astype(np.float32, copy=False)
+
+    def outputs(self, texts: Sequence[str]) -> np.ndarray:
+        """The module's raw (B, C) float32 output: a classifier's logits, an encoder's embeddings."""
         with self._lock, torch.inference_mode():
             batch = {k: v.to(self.device) for k, v in self.featurizer.batch(list(texts)).items()}
-            logits = self.module(**batch)["logits"].float()  # (B, C)
-            if self.info.logit_temperature != 1.0:
-                logits = logits / self.info.logit_temperature
-            return torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float32, copy=False)
+            return self.module(**batch)["logits"].float().cpu().numpy()

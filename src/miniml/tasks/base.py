@@ -15,7 +15,8 @@ Training, evaluation, batch prediction, optimization, the pipeline and the serve
 - what ``miniml optimize`` can do with it (:class:`OptimizeSupport`), and whether model monitoring
   covers it (:attr:`Task.monitored`);
 - what its models' cards say about it (``card``: a :class:`miniml.modelcard.CardText`);
-- its serving hooks (:meth:`Task.handler` → :class:`ServingHooks`): request → items → outputs → response.
+- its serving hooks (:meth:`Task.handler` → :class:`ServingHooks`): request → items → outputs → response;
+- optionally, how a checkpoint becomes a model folder without training (:class:`ModelImporter`).
 
 Adding a task is one module: a class implementing this protocol, registered with
 ``miniml.tasks.register_task`` (the built-in ones are listed in ``miniml.tasks.registry``).
@@ -222,6 +223,8 @@ class OptimizeSupport:
     ``family`` names how the optimizer handles the weights: ``probabilities`` (a featurizer + module that
     outputs class probabilities: ONNX export, fusion, ONNX or PyTorch int8, pruning, fine-tuning) or
     ``generation`` (a transformers model that generates: PyTorch int8 and pruning). None: not optimizable.
+    An embedding model is in the first family with ``outputs="vectors"``: the same module and graph steps,
+    its raw output compared instead of probabilities.
     """
 
     family: Literal["probabilities", "generation"] | None = None
@@ -231,6 +234,9 @@ class OptimizeSupport:
     prune_methods: tuple[str, ...] = ()
     finetune: bool = False  # short training after pruning
     quality_metric: str = "accuracy"  # what the quality gate compares (higher is better)
+    # what the module's output is, for parity checks: class scores (compared as probabilities) or vectors
+    # (embeddings, compared as they are); quality then comes from the task's own evaluation
+    outputs: Literal["scores", "vectors"] = "scores"
     refused_hint: str = ""  # what to use instead, in refusal messages
 
 
@@ -337,6 +343,16 @@ class Task(Protocol):
 
     def serve_workers(self, requested: int) -> int:
         """How many batcher workers (and model replicas) to run for ``requested``."""
+        ...
+
+
+class ModelImporter(Protocol):
+    """A task that also packages a checkpoint as a model folder without training (``miniml models import``):
+    e.g. an untrained encoder as the baseline a fine-tuned one must beat. Optional: tasks without it are
+    refused with one line (:func:`miniml.tasks.registry.importer`)."""
+
+    def import_model(self, settings: Mapping[str, Any], folder: Path, common: Mapping[str, Any]) -> ModelInfo:
+        """Write ``folder`` from ``settings`` (the task's ``model:`` keys); ``common`` as for ``save``."""
         ...
 
 

@@ -17,14 +17,17 @@ from miniml.registry.uris import ModelSource
 from miniml.runtime.generation import Generator
 from miniml.runtime.loaded import LoadedModel
 from miniml.runtime.resolve import resolve, version_key
-from miniml.tasks.base import Task, TrainConfig
+from miniml.tasks.base import ModelImporter, Task, TrainConfig
 from miniml.tasks.causal_lm import CausalLMTask
 from miniml.tasks.classification import ClassificationTask
+from miniml.tasks.embedding import EmbeddingTask
 from miniml.tasks.generative import GenerativeTask
 from miniml.tasks.seq2seq import Seq2SeqTask
 
 DEFAULT_TASK = "classification"
-_TASKS: dict[str, Task] = {task.name: task for task in (ClassificationTask(), Seq2SeqTask(), CausalLMTask())}
+_TASKS: dict[str, Task] = {
+    task.name: task for task in (ClassificationTask(), Seq2SeqTask(), CausalLMTask(), EmbeddingTask())
+}
 for _task in _TASKS.values():
     register_card_text(_task.name, _task.card)
 
@@ -53,6 +56,19 @@ def get_task(name: str) -> Task:
     if task is None:
         raise ModelError(f"unknown task {name!r}", hint=f"known: {', '.join(_TASKS)}")
     return task
+
+
+def importer(name: str) -> ModelImporter:
+    """The task ``name`` as a :class:`ModelImporter`; a ModelError naming the tasks that are, otherwise."""
+    task = get_task(name)
+    if not callable(getattr(task, "import_model", None)):
+        able = [n for n, t in _TASKS.items() if callable(getattr(t, "import_model", None))]
+        raise ModelError(
+            f"{name} models are made by training, not imported",
+            hint=f"miniml models import makes {', '.join(able) or 'no'} models; train this one",
+        )
+    found: ModelImporter = task  # type: ignore[assignment]
+    return found
 
 
 def train_config_schema(data: Mapping[str, Any]) -> type[TrainConfig]:

@@ -25,7 +25,9 @@ TEXTS = [*texts_for("pos", 5, 1), *texts_for("neg", 5, 2), "", "a " * 200]
 def optimize_folder(folder: Path, tmp_path: Path, **flags: object) -> Path:
     cfg = OptimizeConfig.model_validate({**flags, "output": str(tmp_path / "out"), "dry_run": True})
     info = read_info(folder)
-    out, _ = build(str(folder), resolve(folder), info, cfg, eval_data(info, cfg))
+    out, _ = build(
+        str(folder), resolve(folder), info, cfg, eval_data(info, cfg), get_task(info.task).optimize
+    )
     return out
 
 
@@ -70,5 +72,12 @@ def test_parity_failure_writes_nothing(bag_folder: Path, tmp_path: Path, dataset
     cfg = OptimizeConfig(onnx=True, parity_tolerance=1e-12, output=tmp_path / "out", dry_run=True)
     info = read_info(bag_folder)
     with pytest.raises(ModelError, match="parity_tolerance"):
-        build(str(bag_folder), resolve(bag_folder), info, cfg, eval_data(info, cfg))
+        build(
+            str(bag_folder),
+            resolve(bag_folder),
+            info,
+            cfg,
+            eval_data(info, cfg),
+            get_task(info.task).optimize,
+        )
     assert not (tmp_path / "out").exists()

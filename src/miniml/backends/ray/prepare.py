@@ -36,7 +36,7 @@ from miniml.data.mapping import require_columns
 from miniml.data.prepare import Plan, add_counts, apply_drops, check_not_empty, read_and_clean, read_units
 from miniml.data.sources import Resolved, materialize
 from miniml.data.split import assign_splits, cap_classes, cap_sources
-from miniml.errors import MinimlError
+from miniml.errors import ConfigError, MinimlError
 
 HIDDEN = ("_split", "_source", "_unit", "_row")
 KEY = "_key"
@@ -46,6 +46,11 @@ def prepare_on_ray(section: BackendConfig, plan: Plan, *, mirror: str | None = N
     """Build the dataset ``plan`` describes on Ray (nothing to do when it is already prepared)."""
     if plan.exists:
         return Dataset(plan.path)
+    if plan.config.pairs is not None or plan.config.negatives is not None:
+        raise ConfigError(
+            "data prepare --backend ray does not build pairs or negatives yet",
+            hint="prepare this dataset with the local backend (--backend local)",
+        )
     found = materialize(plan.sources, mirror)  # fetched and verified here, read by the workers
     with ray_cluster(section):
         try:
@@ -148,7 +153,7 @@ def _decide(
     keys = list(config.clean.dedup_on)
     if config.clean.dedup or config.clean.cross_split_dedup:
         require_columns(probe, keys, "clean.dedup_on")
-    wanted = ["_unit", "_row", "_source", "_split", "target", *config.split.stratify]
+    wanted = ["_unit", "_row", "_source", "_split", "target", *config.split.stratify, *config.split.group_by]
     keep = list(dict.fromkeys(c for c in wanted if c in columns or c in ("_unit", "_row")))
     if not config.clean.dedup and not config.clean.cross_split_dedup:
         keys = ["input"]
