@@ -80,7 +80,7 @@ def test_seq2seq_int8_and_prune(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--onnx"], "ONNX export supports classification models; this is a seq2seq model"),
+        (["--onnx"], "ONNX export supports classification, embedding models; this is a seq2seq model"),
         (["--int8", "--calibration", "digits"], "static int8 (--calibration) runs on ONNX graphs"),
         (["--prune", "0.3", "--set", "pruning.method=heads"], "head pruning is for classification models"),
         (["--prune", "0.3", "--finetune-steps", "5"], "fine-tuning after pruning supports classification"),

@@ -7,7 +7,7 @@ from miniml.modelfolder import ModelInfo
 
 
 def what_it_does(info: ModelInfo) -> list[str]:
-    e = info.embedding or {}
+    e: dict = getattr(info, "embedding", None) or {}
     unit = " of unit length (a dot product is the cosine similarity)" if e.get("normalize") else ""
     return [
         f"Turns a text of at most {e.get('max_tokens', '?')} tokens into a vector of "
@@ -16,7 +16,7 @@ def what_it_does(info: ModelInfo) -> list[str]:
 
 
 def architecture(info: ModelInfo) -> str:
-    pooling = (info.embedding or {}).get("pooling", "mean")
+    pooling = (getattr(info, "embedding", None) or {}).get("pooling", "mean")
     return f"`{info.architecture}`: a pretrained transformer encoder with {pooling} pooling"
 
 
