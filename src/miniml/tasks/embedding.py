@@ -175,6 +175,10 @@ class EmbeddingRecipe:
         self.train_examples = self.examples(pair_frame(frames["train"], "train"))
         self.eval_examples = self.examples(pair_frame(frames["validation"], "validation"), negatives=False)
 
+    def encode(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Training pairs (``input``, ``target``, optional negatives) → per-example features."""
+        return self.examples(pair_frame(frame, "train"))
+
     def examples(self, frame: pd.DataFrame, negatives: bool = True) -> list[dict[str, Any]]:
         anchors = self.featurizer.encode(frame["input"].astype(str).tolist())
         sides: dict[str, list[dict[str, Any] | None]] = {
@@ -300,6 +304,7 @@ class EmbeddingTask:
     config = EmbeddingConfig
     predict_batch_cap = None
     card = CARD
+    monitored = False  # no drift window nor prediction store for vectors yet
     optimize = OptimizeSupport(
         family="probabilities",
         onnx=True,
@@ -322,6 +327,9 @@ class EmbeddingTask:
                 f"metric_for_best: {wanted!r} is not a validation metric of embedding models",
                 hint=f"use loss, {', '.join(METRICS)}",
             )
+
+    def augment(self, config: Any, frame: pd.DataFrame, *, seed: int | None = None) -> pd.DataFrame:
+        return frame  # pairs are trained as they are
 
     def recipe(self, context: TrainingContext) -> EmbeddingRecipe:
         return EmbeddingRecipe(context.config, {**context.frames, "train": context.train_frame})
