@@ -55,3 +55,15 @@ def pairs_dataset(*, negatives: bool = False) -> Dataset:
         "pairs-1" if not negatives else "pairs-2",
         {s: frame for s in ("train", "validation", "test")},
     )
+
+
+def make_embedding_folder(
+    folder: Path, encoder: Path, *, name: str = "emb", max_tokens: int = 16, truncation: bool = False
+) -> Path:
+    """An embedding model folder of ``encoder`` (untrained: what ``miniml models import`` writes)."""
+    from miniml.tasks.registry import get_task
+    from miniml.version import __version__
+
+    settings = {"name_or_path": str(encoder), "max_tokens": max_tokens, "truncation": truncation}
+    get_task("embedding").import_model(settings, folder, {"name": name, "miniml_version": __version__})
+    return folder
