@@ -817,6 +817,130 @@ def pipeline_run(
     run_pipeline(pipeline, resume=resume, fresh=fresh, mirror=mirror, serve=serve_)  # prints its outcome
 
 
+# ---------------------------------------------------------------- jobs on a Ray cluster (issue 13)
+job_app = typer.Typer(
+    help="Run a train, predict or pipeline config on a Ray cluster as a Ray Job.", no_args_is_help=True
+)
+app.add_typer(job_app, name="job")
+JobIdArg = Annotated[str, typer.Argument(help="The job's id (printed by `miniml job submit`).")]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="The head's Jobs API, http://HEAD:8265 [default: $RAY_API_SERVER_ADDRESS, else "
+        "http://127.0.0.1:8265].",
+    ),
+]
+FollowOption = Annotated[
+    bool, typer.Option("--follow", "-f", help="Stream the job's output; exit with its exit status.")
+]
+
+
+@job_app.command("submit")
+def job_submit(
+    config: ConfigArg,
+    address: AddressOption = None,
+    follow: FollowOption = False,
+    set_: SetOption = None,
+    backend: BackendOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Pass --resume to train / pipeline run.")] = False,
+    working_dir: Annotated[
+        Path | None,
+        typer.Option("--working-dir", help="Folder sent with the job [default: the config's folder]."),
+    ] = None,
+    python: Annotated[str, typer.Option("--python", help="The cluster's Python with miniml.")] = "python",
+) -> None:
+    """Submit CONFIG.yaml (train, predict or pipeline run) to a Ray cluster; prints the job id."""
+    from miniml.backends.ray import jobs
+
+    spec = jobs.JobSpec(config, tuple(set_ or []), backend, resume, working_dir, python)
+    _validate_job(spec)
+    client = jobs.connect(address)
+    job_id = jobs.submit(client, spec)
+    typer.echo(f"submitted job {job_id}: {spec.entrypoint()}")
+    if not follow:
+        where = f"--address {client.get_address()}"
+        typer.echo(f"follow it: miniml job logs {job_id} --follow {where}", err=True)
+        return
+    _job_outcome(client, jobs.follow(client, job_id, _write))
+
+
+def _validate_job(spec: Any) -> None:
+    """Load the config through its own schema here, so a typo fails before anything is submitted."""
+    from miniml.compute import backend_overrides
+    from miniml.pipeline.config import load_pipeline
+    from miniml.train.config import load_train_config
+
+    if spec.kind == "train":
+        load_train_config(spec.config, spec.overrides, flags=backend_overrides(spec.backend))
+    elif spec.kind == "pipeline":
+        flags = [f"backend.type={spec.backend}"] if spec.backend else []
+        load_pipeline(spec.config, [*spec.overrides, *flags])
+    else:
+        spec.predict_config()
+
+
+def _write(chunk: str) -> None:
+    sys.stdout.write(chunk)
+    sys.stdout.flush()
+
+
+def _job_outcome(client: Any, state: Any) -> None:
+    """End the command as the job ended: exit 0, or its error line and exit status."""
+    from miniml.backends.ray import jobs
+
+    if state.status == "SUCCEEDED":
+        typer.echo(f"job {state.id} succeeded", err=True)
+    elif state.done:
+        raise jobs.failure(state, jobs.job_logs(client, state.id))
+    else:
+        typer.echo(f"job {state.id} is still {state.status}", err=True)
+
+
+@job_app.command("status")
+def job_status(job_id: JobIdArg, address: AddressOption = None) -> None:
+    """Print a job's status; exit 1 when it failed or was stopped."""
+    from miniml.backends.ray import jobs
+
+    client = jobs.connect(address)
+    state = jobs.job_state(client, job_id)
+    typer.echo(f"{state.id}: {state.status} · {state.entrypoint}")
+    if state.done and state.status != "SUCCEEDED":
+        typer.echo(f"error: {jobs.failure(state, jobs.job_logs(client, job_id))}", err=True)
+        raise typer.Exit(1)
+
+
+@job_app.command("logs")
+def job_logs_cmd(job_id: JobIdArg, address: AddressOption = None, follow: FollowOption = False) -> None:
+    """Print a job's output (--follow: until it ends, then exit with its exit status)."""
+    from miniml.backends.ray import jobs
+
+    client = jobs.connect(address)
+    if follow:
+        _job_outcome(client, jobs.follow(client, job_id, _write))
+    else:
+        _write(jobs.job_logs(client, job_id))
+
+
+@job_app.command("stop")
+def job_stop(job_id: JobIdArg, address: AddressOption = None) -> None:
+    """Stop a running job (its workers stop with it)."""
+    from miniml.backends.ray import jobs
+
+    state, stopped = jobs.stop(jobs.connect(address), job_id)
+    verb = "stopped" if stopped else "not running"
+    typer.echo(f"{state.id}: {verb} ({state.status})")
+
+
+@job_app.command("list")
+def job_list(address: AddressOption = None) -> None:
+    """The jobs submitted to the cluster: id, status, start (UTC), command."""
+    from miniml.backends.ray import jobs
+
+    for row in jobs.describe(jobs.list_jobs(jobs.connect(address))):
+        typer.echo("  ".join(row))
+
+
 # ---------------------------------------------------------------- hub (issue 19)
 hub_app = typer.Typer(
     help="The team hub: an MLflow tracking server with PostgreSQL and an S3 artifact store.",

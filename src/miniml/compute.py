@@ -7,8 +7,8 @@ config can hold it; nothing in this module imports Ray.
 
 ``address`` says which cluster: ``auto`` joins the cluster ``ray start --head`` started on this machine (or
 ``$RAY_ADDRESS``), else starts a local one sized by ``workers`` and stops it when the command ends;
-``HOST:PORT`` is a cluster's GCS address and ``ray://HOST:10001`` goes through Ray Client. (Submitting a
-command as a Ray Job to ``http://HOST:8265`` is not built yet.)
+``HOST:PORT`` is a cluster's GCS address and ``ray://HOST:10001`` goes through Ray Client. Submitting a
+whole command to a cluster as a Ray Job is ``miniml job submit`` (:mod:`miniml.backends.ray.jobs`).
 """
 
 from __future__ import annotations

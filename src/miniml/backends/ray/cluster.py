@@ -15,6 +15,7 @@ job's ``runtime_env``; on a cluster miniml did not start, they also get this pro
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 ENV_PREFIXES = ("MINIML_", "MLFLOW_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "AWS_")
 PROBE_TIMEOUT_S = 3.0
 INSTALL_HINT = "pip install 'miniml[ray]'"
+JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in a submitted job's driver
 PACKAGE = Path(__file__).resolve().parents[2]  # src/miniml
 
 
@@ -179,8 +181,30 @@ def _init_args(section: BackendConfig, address: str | None) -> dict[str, Any]:
     else:
         args["address"] = address
         runtime_env["py_modules"] = [str(PACKAGE)]  # the driver's code, everywhere
+        runtime_env = without_job_env(runtime_env, job_runtime_env())
     args["runtime_env"] = runtime_env
     return args
+
+
+def job_runtime_env() -> dict[str, Any]:
+    """Inside a Ray Job (``miniml job submit``): the runtime_env it was submitted with, else ``{}``."""
+    raw = os.environ.get(JOB_CONFIG_VAR)
+    if not raw:
+        return {}
+    try:
+        env = json.loads(raw).get("runtime_env") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return env if isinstance(env, dict) else {}
+
+
+def without_job_env(runtime_env: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """What ``ray.init`` may add to a job's runtime_env: Ray refuses a field or variable both set, and
+    the job already carries the code and the settings (the same values: they came from its submitter)."""
+    kept = {k: v for k, v in runtime_env.items() if k == "env_vars" or k not in job}
+    job_vars = job.get("env_vars") or {}
+    kept["env_vars"] = {k: v for k, v in runtime_env.get("env_vars", {}).items() if k not in job_vars}
+    return kept
 
 
 @contextlib.contextmanager
