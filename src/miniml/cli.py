@@ -587,11 +587,17 @@ RedisOption = Annotated[
 RedisPrefixOption = Annotated[str, typer.Option("--redis-prefix", help="Redis key of the shared keys.")]
 
 
+SERVE_ACTIONS = ("status", "stop")
+
+
 @app.command()
 def serve(
     models: Annotated[
         list[str] | None,
-        typer.Argument(help="Model URIs: models:/NAME@ALIAS, models:/NAME/VERSION or a model folder."),
+        typer.Argument(
+            help="Model URIs: models:/NAME@ALIAS, models:/NAME/VERSION or a model folder; or `status` / "
+            "`stop` (--backend ray: the Serve application on the cluster).",
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="serve.yaml")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -600,11 +606,42 @@ def serve(
     demo_key: Annotated[
         bool, typer.Option("--demo-key", help="Create a key for this run, print it and a curl line.")
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="local (this process) or ray (Ray Serve replicas; the backend: section, e.g. --set "
+            "backend.replicas=2) [default: the config's backend.type, else local].",
+        ),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="--backend ray: deploy onto a running cluster and return.")
+    ] = False,
 ) -> None:
     """Serve models over HTTP: batching, cache, API keys, rate limits, metrics (see /docs)."""
     from miniml.serve.server import load_settings, run
 
-    settings = load_settings(config, models=models or (), host=host, port=port, overrides=set_ or ())
+    action = models[0] if models and len(models) == 1 and models[0] in SERVE_ACTIONS else None
+    settings = load_settings(
+        config,
+        models=() if action else models or (),
+        host=host,
+        port=port,
+        overrides=set_ or (),
+        backend="ray" if action else backend,
+    )
+    if settings.backend.type == "ray":
+        from miniml.backends.ray import serving
+
+        if action == "status":
+            typer.echo("\n".join(serving.serve_status(settings)))
+        elif action == "stop":
+            typer.echo(serving.serve_stop(settings))
+        else:
+            serving.run_on_ray(settings, detach=detach, demo_key=demo_key)
+        return
+    if detach:
+        raise ConfigError("--detach needs --backend ray (the local server runs in the foreground)")
     run(settings, demo_key=demo_key)
 
 

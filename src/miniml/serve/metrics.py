@@ -82,6 +82,18 @@ class ConnectionCollector(Collector):
             )
 
 
+class ConstantLabels:
+    """A registry view that adds the same labels to every sample (e.g. ``replica``), at scrape time."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.registry, self.labels = registry, labels
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self.registry.collect():
+            metric.samples = [s._replace(labels={**self.labels, **s.labels}) for s in metric.samples]
+            yield metric
+
+
 class ServeMetrics:
     """Every series the server exports."""
 
@@ -142,6 +154,7 @@ class ServeMetrics:
             registry=r,
         )
         self._listener: Any = None
+        self._constant: dict[str, str] = {}
         self._request_children: dict[tuple[str, str, str, str], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
@@ -190,6 +203,12 @@ class ServeMetrics:
         for seconds in first_token_s:
             hist.observe(seconds)
 
+    def label_every_series(self, name: str, value: str) -> None:
+        """Add ``name="value"`` to every exported sample (a Ray Serve replica adds ``replica``)."""
+        self._constant[name] = value
+
     def render(self) -> bytes:
         """The text exposition format."""
+        if self._constant:
+            return generate_latest(ConstantLabels(self.registry, self._constant))
         return generate_latest(self.registry)

@@ -44,6 +44,7 @@ def load_settings(
     port: int | None = None,
     overrides: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    backend: str | None = None,
 ) -> ServeSettings:
     """Settings with the documented precedence: file < ``MINIML_SERVE__*`` < ``--set`` < flags.
 
@@ -56,6 +57,8 @@ def load_settings(
         flags["server"]["host"] = host
     if port is not None:
         flags["server"]["port"] = port
+    if backend is not None:
+        flags["backend"] = {"type": backend}
     where = str(path) if path is not None else "serve settings"
     return load_config(
         ServeSettings, path, overrides, environ=environ, flags=flags, adjust=_keys_file_beside, where=where

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from miniml.compute import BackendConfig
 from miniml.config import StepConfig
 from miniml.guided.compiler import GuidedLimits
 from miniml.monitor.settings import MonitorSettings, RoutingSettings
@@ -231,6 +232,82 @@ class GenerationLimits(StepConfig):
     )
 
 
+class AutoscalingSettings(StepConfig):
+    """``backend.replicas: auto``: Ray Serve's autoscaler, driven by requests in flight per replica."""
+
+    min_replicas: int = Field(default=1, ge=1, le=4096, description="never fewer replicas")
+    max_replicas: int = Field(default=4, ge=1, le=4096, description="never more replicas")
+    target_ongoing_requests: float = Field(
+        default=32.0,
+        gt=0,
+        description="requests in flight per replica the autoscaler aims at (batching wants several)",
+    )
+    upscale_delay_s: float = Field(default=30.0, ge=0, description="load above target this long: add")
+    downscale_delay_s: float = Field(default=600.0, ge=0, description="load below target this long: remove")
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> AutoscalingSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaling.min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class ServeBackendSettings(StepConfig):
+    """Where ``miniml serve`` runs: this process (``local``) or Ray Serve replicas (``ray``)."""
+
+    type: Literal["local", "ray"] = Field(
+        default="local", description="local: one process (uvicorn); ray: replicas on a Ray cluster"
+    )
+    address: str = Field(
+        default="auto",
+        description="ray: auto | local | HOST:PORT (the head's GCS) | ray://HOST:10001 (Ray Client)",
+    )
+    replicas: int | Literal["auto"] = Field(
+        default=1, description="ray: replicas of the app, or auto (the autoscaling section)"
+    )
+    autoscaling: AutoscalingSettings = Field(default_factory=lambda: AutoscalingSettings())
+    cpus_per_replica: float = Field(
+        default=1.0, gt=0, le=1024, description="ray: CPUs each replica reserves (and its torch threads)"
+    )
+    gpus_per_replica: float = Field(default=0.0, ge=0, le=64, description="ray: GPUs each replica reserves")
+    max_ongoing_requests: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="ray: requests one replica takes at once (Ray's default of 5 would starve the batcher)",
+    )
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        default="EveryNode", description="ray: where Ray Serve's HTTP proxies run (on server.port)"
+    )
+    app_name: str = Field(
+        default="miniml", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="ray: the Serve application's name"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _known_address(cls, value: str) -> str:
+        from pydantic import ValidationError
+
+        try:  # the same addresses as train / predict accept
+            return BackendConfig.model_validate({"address": value}).address
+        except ValidationError as err:
+            raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+    @field_validator("replicas")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 4096:
+            raise ValueError("replicas must be a count from 1 to 4096, or auto")
+        return value
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas the cluster must hold from the start."""
+        return self.autoscaling.min_replicas if self.replicas == "auto" else int(self.replicas)
+
+
 class ServeSettings(StepConfig):
     """Everything ``miniml serve`` needs; see each section."""
 
@@ -255,6 +332,9 @@ class ServeSettings(StepConfig):
     monitor: MonitorSettings = Field(default_factory=lambda: MonitorSettings())
     routing: dict[str, RoutingSettings] = Field(
         default_factory=dict, description="per served name: a challenger, canary share or shadow"
+    )
+    backend: ServeBackendSettings = Field(
+        default_factory=lambda: ServeBackendSettings(), description="local, or Ray Serve replicas"
     )
 
     @field_validator("models")
