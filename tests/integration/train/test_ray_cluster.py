@@ -1,9 +1,20 @@
-"""``miniml job`` against a real two-node Ray cluster with its Jobs API: a tiny train config submitted with
-``--follow`` trains on both nodes and registers one version; a failing config exits non-zero with the job's
-own error line; ``status``, ``logs`` and ``list`` read the finished jobs."""
+"""A real two-node Ray cluster on loopback (with its Jobs API), for one module:
+
+- ``miniml job``: a tiny train config submitted with ``--follow`` trains on both nodes and registers one
+  version; a failing config exits non-zero with the job's own error line; ``status``, ``logs``, ``list``
+  and ``stop`` work on the jobs;
+- ``--resume``: a Ray training run whose driver is killed after Ray kept a checkpoint is finished by
+  ``miniml train --resume``, in the same MLflow run, with one registered version.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +23,16 @@ from mlflow.tracking import MlflowClient
 from ray_support import LocalCluster, local_cluster
 from train_support import write_config
 
+from miniml import paths
 from miniml.cli import main
 from miniml.data.dataset import Dataset
 from miniml.registry.backend import default_tracking_uri
+from miniml.registry.store import get_version
 
 pytest.importorskip("ray")
 HASHING = {"kind": "hashing_bag", "buckets": 4096, "dim": 16}
+REPO = Path(__file__).resolve().parents[3]
+SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints it kept
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +98,58 @@ def test_submit_train_job_then_a_failing_one(
     assert code == 1 and f"error: job {running_id} was stopped" in err
     code, _, err = run_cli(["job", "status", "no-such-job", *address], capsys)
     assert code == 2 and "error: no job no-such-job on this cluster" in err
+
+
+def train_process(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-m", "miniml", "train", *args]
+    return subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(pattern: str, proc: subprocess.Popen[str], timeout: float = 400) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(paths.runs_dir().glob(pattern))
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before Ray kept a checkpoint: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"no {pattern} within {timeout:g} s")
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_resume_a_ray_run_whose_driver_was_killed(
+    tmp_path: Path, toy_dataset: Dataset, cluster: LocalCluster
+) -> None:
+    backend = {"type": "ray", "workers": 2, "address": cluster.gcs_address}
+    schedule = {"max_steps": 200, "batch_size": 8, "checkpoint_steps": 20, "eval_steps": 20}
+    cfg = write_config(
+        tmp_path / "train.yaml",
+        toy_dataset,
+        HASHING,
+        backend=backend,
+        early_stopping_patience=None,
+        **schedule,
+    )
+    first = train_process(str(cfg))
+    snapshot = wait_for(f"toy/*/ray/{SNAPSHOT}", first)
+    first.send_signal(signal.SIGKILL)  # the driver: Ray ends its workers, the checkpoint stays
+    first.wait(timeout=60)
+    state = json.loads((snapshot.parent.parent / "state.json").read_text())
+    assert state["status"] == "running" and state["backend"] == "ray" and state["run_id"]
+    kept = json.loads(snapshot.read_text())
+    assert kept, "Ray kept no checkpoint"
+
+    second = train_process(str(cfg), "--resume")
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
+    assert "trained toy: version 1" in out
+    client = MlflowClient(default_tracking_uri())
+    assert len(client.search_model_versions("name='toy'")) == 1
+    assert get_version("toy", 1).run_id == state["run_id"]  # the same MLflow run, continued
+    run = client.get_run(state["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["miniml.resumes"] == "1"
+    steps = [m.step for m in client.get_metric_history(state["run_id"], "loss")]
+    assert set(range(5, 201, 5)) <= set(steps)  # every step logged, to the end of the schedule
+    assert json.loads((snapshot.parent.parent / "state.json").read_text())["status"] == "finished"
