@@ -28,6 +28,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -198,6 +199,23 @@ def application(settings: ServeSettings) -> Any:
     ingress = serve.ingress()(MinimlReplica)  # the app is built in each replica (__serve_build_asgi_app__)
     deployment = serve.deployment(**deployment_options(settings))(ingress)
     return deployment.bind(settings.model_dump_json(), worker_env())
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """Ray Serve's application builder (``import_path: miniml.backends.ray.serving:build_app``), for a Serve
+    config file (``serve deploy``, a KubeRay ``RayService``): the application ``miniml serve --backend ray``
+    deploys. ``args``: ``config`` (a serve.yaml path) and ``set`` (a list of ``key=value`` overrides); the
+    ``MINIML_SERVE__*`` environment applies as on the command line."""
+    from miniml.serve.server import load_settings
+
+    unknown = set(args) - {"config", "set"}
+    if unknown:
+        raise ConfigError(f"unknown application args {sorted(unknown)}; use config and set")
+    config = args.get("config")
+    settings = load_settings(
+        Path(config) if config else None, overrides=list(args.get("set") or ()), backend="ray"
+    )
+    return application(settings)
 
 
 def deploy(settings: ServeSettings, info: ClusterInfo) -> Deployed:
