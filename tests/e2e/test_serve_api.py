@@ -148,11 +148,12 @@ def metric(server: ServerProcess, line_start: str) -> float:
 
 def test_cache_answers_repeated_inputs_per_input(api_server: tuple[ServerProcess, dict]) -> None:
     server, keys = api_server
-    hits = metric(server, 'miniml_cache_hits_total{model="toy"}')
+    hits = metric(server, 'miniml_cache_hits_total{kind="exact",model="toy"}')
     first = post(server, {"inputs": ["det er fint her no"]}, keys["admin"]).json()
     both = post(server, {"inputs": ["det er fint her no", "jag bor i stockholm idag"]}, keys["admin"]).json()
     assert both["predictions"][0] == first["predictions"][0]
-    assert metric(server, 'miniml_cache_hits_total{model="toy"}') == hits + 1  # partial hit: 1 of 2
+    hits_now = metric(server, 'miniml_cache_hits_total{kind="exact",model="toy"}')
+    assert hits_now == hits + 1  # partial hit: 1 of 2
 
 
 def test_health_ready_metrics_are_open_and_docs_describe_predict(

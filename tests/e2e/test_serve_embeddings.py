@@ -84,12 +84,12 @@ def test_native_route_batcher_cache_and_metrics(
     server, keys, _ = emb_server
     headers = {"Authorization": f"Bearer {keys['admin']}"}
     texts = ["how many kerr", "who is ross"]
-    hits = metric(server, 'miniml_cache_hits_total{model="emb"')
+    hits = metric(server, 'miniml_cache_hits_total{kind="exact",model="emb"}')
     first = httpx.post(f"{server.url}/v1/models/emb/embeddings", json={"input": texts}, headers=headers)
     assert first.status_code == 200, first.text
     second = httpx.post(f"{server.url}/v1/models/emb/embeddings", json={"input": texts}, headers=headers)
     assert second.json()["data"] == first.json()["data"]
-    assert metric(server, 'miniml_cache_hits_total{model="emb"') == hits + 2
+    assert metric(server, 'miniml_cache_hits_total{kind="exact",model="emb"}') == hits + 2
     assert (
         metric(server, 'miniml_requests_total{method="POST",model="emb",route="/v1/models/{name}/embeddings"')
         >= 2

@@ -107,9 +107,11 @@ def create_app(
     *,
     preloaded: list[tuple[LoadedModel, ServingHooks]] | None = None,
     challengers: dict[str, tuple[LoadedModel, ServingHooks]] | None = None,
+    embedder: LoadedModel | None = None,
 ) -> FastAPI:
-    """The app serving ``settings.models`` (or the ``preloaded`` models) with every server feature."""
-    state = ServerState(settings, preloaded=preloaded, challengers=challengers)
+    """The app serving ``settings.models`` (or the ``preloaded`` models) with every server feature;
+    ``embedder``: the semantic cache's model, preloaded (else loaded in the lifespan)."""
+    state = ServerState(settings, preloaded=preloaded, challengers=challengers, embedder=embedder)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -29,6 +29,7 @@ from miniml.serve.cache import Cache, build_cache
 from miniml.serve.continuous import ContinuousBatcher
 from miniml.serve.errors import QueueFull, RequestTimeout, Unavailable
 from miniml.serve.metrics import ServeMetrics
+from miniml.serve.semantic import Probe, SemanticCache
 from miniml.serve.settings import ServeSettings
 from miniml.tasks.base import ServingHooks
 from miniml.tasks.registry import get_task
@@ -48,9 +49,12 @@ class ServedModel:
         *,
         threads: int,
         label: str | None = None,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.name = label or model.name  # names its batcher and metrics: "NAME:challenger" for a challenger
         self.handler = handler
+        # the semantic cache answers tasks whose hooks say what to embed (generation), when configured
+        self.semantic = semantic if callable(getattr(handler, "semantic_key", None)) else None
         # model monitoring (drift window, prediction store, rollouts) covers its answers; an alias swap
         # keeps the task (miniml.serve.aliases), so this holds for every version it serves
         self.monitored = get_task(model.task).monitored
@@ -82,7 +86,8 @@ class ServedModel:
                 on_expired=metrics.expired_inputs.labels(self.name).inc,
                 workers=worker_count(settings, model.task),
             )
-        self._hits = metrics.cache_hits.labels(self.name)
+        self._hits = metrics.cache_hits.labels(self.name, "exact")
+        self._semantic_hits = metrics.cache_hits.labels(self.name, "semantic") if self.semantic else None
         self._misses = metrics.cache_misses.labels(self.name)
         self._batch_size = metrics.batch_size.labels(self.name)
         self._batch_seconds = metrics.batch_latency.labels(self.name)
@@ -120,40 +125,93 @@ class ServedModel:
         return f"static ({found})" if isinstance(found, str) else "continuous"
 
     async def infer(self, items: list[Any]) -> tuple[LoadedModel, list[Any]]:
-        """Outputs for ``items`` (cached ones from the cache) and the version that computed them."""
+        """Outputs for ``items`` (cached ones from the caches) and the version that computed them."""
         model = self._current
         cache = self.cache
-        if cache is None:
+        if cache is None and self.semantic is None:
             return await self._submit(items)
         keys = [self.handler.cache_key(x) for x in items]
         outputs: list[Any] = [None] * len(items)
         cacheable = [i for i, k in enumerate(keys) if k is not None]
-        if cacheable:
+        if cacheable and cache is not None:
             found = await cache.get_many(model.key, [keys[i] for i in cacheable])  # type: ignore[misc]
             for i, value in zip(cacheable, found, strict=True):
                 outputs[i] = value
         missing = [i for i, y in enumerate(outputs) if y is None]
-        hits = len(items) - len(missing)
-        self._hits.inc(hits)
-        self._misses.inc(len(cacheable) - hits)
+        if cache is not None:
+            hits = len(items) - len(missing)
+            self._hits.inc(hits)
+            self._misses.inc(len(cacheable) - hits)
+            self._note(items, [i for i in cacheable if outputs[i] is not None], "exact")
+        probes = await self._semantic_lookup(model, items, outputs, missing)
+        missing = [i for i in missing if outputs[i] is None]
         if not missing:
             return model, outputs
         computed_by, fresh = await self._submit([items[i] for i in missing])
-        if hits and computed_by.key != model.key:  # swapped meanwhile: never mix two versions in one answer
+        if len(missing) < len(items) and computed_by.key != model.key:
+            # swapped meanwhile: never mix two versions in one answer
             computed_by, outputs = await self._submit(items)
-            missing = list(range(len(items)))
+            missing, probes = list(range(len(items))), {}
+            self._note(items, missing, "")  # computed after all
         else:
             for i, y in zip(missing, fresh, strict=True):
                 outputs[i] = y
-        keep = getattr(self.handler, "cacheable", None)  # e.g. generation: never a cancelled answer
-        entries = [
-            (k, outputs[i])
-            for i in missing
-            if (k := keys[i]) is not None and (keep is None or keep(outputs[i]))
-        ]
-        if entries:
-            await cache.set_many(computed_by.key, entries)
+        await self._keep(computed_by, keys, outputs, missing, probes)
         return computed_by, outputs
+
+    async def _semantic_lookup(
+        self, model: LoadedModel, items: list[Any], outputs: list[Any], missing: list[int]
+    ) -> dict[int, Probe]:
+        """Answer what the exact cache missed from similar earlier prompts; the probes of the rest."""
+        semantic, handler = self.semantic, self.handler
+        if semantic is None or not missing:
+            return {}
+        asked = [(i, k) for i in missing if (k := handler.semantic_key(items[i])) is not None]  # type: ignore[attr-defined]
+        if not asked:
+            return {}
+        try:
+            found = await semantic.lookup(
+                self.name, [(semantic.scope(model.key, settings), text) for _, (settings, text) in asked]
+            )
+        except Exception as err:  # the embedder's queue full or timed out: answer without the cache
+            log.warning("semantic cache lookup failed, generating instead: %s", err)
+            return {}
+        probes = {}
+        for (i, _), probe in zip(asked, found, strict=True):
+            if probe is None:
+                continue  # longer than the embedder reads: not in the semantic cache
+            entry = probe.match.entry
+            if entry is None:
+                probes[i] = probe
+                continue
+            outputs[i] = handler.semantic_answer(items[i], entry.answer)  # type: ignore[attr-defined]
+            handler.note_hit(items[i], "semantic", probe.match.similarity)  # type: ignore[attr-defined]
+            assert self._semantic_hits is not None
+            self._semantic_hits.inc()
+        return probes
+
+    async def _keep(
+        self,
+        computed_by: LoadedModel,
+        keys: list[str | None],
+        outputs: list[Any],
+        computed: list[int],
+        probes: dict[int, Probe],
+    ) -> None:
+        """Store what was computed in the response cache and, for probed prompts, the semantic cache."""
+        keep = getattr(self.handler, "cacheable", None)  # e.g. generation: never a cancelled answer
+        kept = [i for i in computed if keys[i] is not None and (keep is None or keep(outputs[i]))]
+        if kept and self.cache is not None:
+            await self.cache.set_many(computed_by.key, [(keys[i], outputs[i]) for i in kept])  # type: ignore[misc]
+        stored = [(probes[i], self.handler.codec.dumps(outputs[i])) for i in kept if i in probes]
+        if stored and self.semantic is not None:  # probes are scoped by the version that computed them
+            await self.semantic.store(stored)
+
+    def _note(self, items: list[Any], answered: list[int], kind: str) -> None:
+        note = getattr(self.handler, "note_hit", None)
+        if note is not None:
+            for i in answered:
+                note(items[i], kind)
 
     async def _submit(self, items: list[Any]) -> tuple[LoadedModel, list[Any]]:
         try:
@@ -219,6 +277,7 @@ class ModelSet:
         self.settings = settings
         self.metrics = metrics
         self.models: dict[str, ServedModel] = {}
+        self.semantic: SemanticCache | None = None  # set before start when cache.semantic is configured
         self._followers: list[asyncio.Task[None]] = []
 
     def __iter__(self) -> Iterator[ServedModel]:
@@ -232,7 +291,9 @@ class ModelSet:
         total = sum(worker_count(self.settings, m.task) for m, _ in loaded)
         threads = inference_threads(self.settings.batching.threads, total)
         for model, handler in loaded:
-            served = ServedModel(model, handler, self.settings, self.metrics, threads=threads)
+            served = ServedModel(
+                model, handler, self.settings, self.metrics, threads=threads, semantic=self.semantic
+            )
             served.batcher.start()
             self.models[model.name] = served
             if model.alias and self.settings.follow_aliases:

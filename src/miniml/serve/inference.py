@@ -28,6 +28,7 @@ from miniml.serve.requestinfo import request_info
 from miniml.serve.streaming import SSE_HEADERS, PieceStream, infer_until_disconnect, native_events
 from miniml.tasks.generative_serving import (
     GenerateRequest,
+    cache_headers,
     constrain_items,
     encode_items,
     resolve_params,
@@ -162,6 +163,7 @@ async def run_inference(
         state.rollouts.after_answer(name, rid, call.items, labels)
     response = codec.encode(model, outputs, call)
     response.headers.update(headers)
+    response.headers.update(cache_headers(call.items))
     return response
 
 
@@ -237,7 +239,9 @@ class GenerateCodec(PredictCodec):
             stop=request.stop,
             stream=request.stream,
         )
-        items = encode_items(model, limits, decoded.items, params, stream=request.stream)
+        items = encode_items(
+            model, limits, decoded.items, params, stream=request.stream, use_cache=request.cache
+        )
         return Call(
             items,
             decoded.chars,

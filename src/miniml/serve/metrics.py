@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from miniml.serve.listener import accept_queue
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -121,7 +122,30 @@ class ServeMetrics:
             registry=r,
         )
         self.cache_hits = Counter(
-            "miniml_cache_hits", "Inputs answered from the cache.", ["model"], registry=r
+            "miniml_cache_hits",
+            "Inputs answered from the cache: exact (same input) or semantic (a similar prompt).",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.semantic_similarity = Histogram(
+            "miniml_semantic_similarity",
+            "Best cosine similarity found by each semantic-cache lookup.",
+            ["model"],
+            buckets=SIMILARITY_BUCKETS,
+            registry=r,
+        )
+        self.semantic_lookup = Histogram(
+            "miniml_semantic_lookup_duration_seconds",
+            "Semantic-cache lookups: embedding the prompts and searching the index.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.semantic_guarded = Counter(
+            "miniml_semantic_guarded",
+            "Semantic-cache candidates above the threshold turned down by the guard (values disagree).",
+            ["model"],
+            registry=r,
         )
         self.cache_misses = Counter("miniml_cache_misses", "Inputs not in the cache.", ["model"], registry=r)
         self.rate_limited = Counter(
@@ -206,6 +230,13 @@ class ServeMetrics:
     def label_every_series(self, name: str, value: str) -> None:
         """Add ``name="value"`` to every exported sample (a Ray Serve replica adds ``replica``)."""
         self._constant[name] = value
+
+    def observe_semantic(self, model: str, similarity: float, seconds: float, guarded: bool) -> None:
+        """One semantic-cache lookup: its best similarity, its time, a guard refusal."""
+        self.semantic_similarity.labels(model).observe(similarity)
+        self.semantic_lookup.labels(model).observe(seconds)
+        if guarded:
+            self.semantic_guarded.labels(model).inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

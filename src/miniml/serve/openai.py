@@ -116,6 +116,7 @@ class _OpenAIRequest(BaseModel):
     response_format: ResponseFormat | None = Field(
         None, description="json_schema / json_object: the answer follows it (guided decoding)"
     )
+    cache: bool = Field(True, description="false: no cache answers or keeps it (miniml's own field)")
 
     def refuse_unsupported(self) -> None:
         """400 naming the first parameter the server cannot honour (see UNSUPPORTED)."""
@@ -197,7 +198,7 @@ def make_items(
     )
     cap = prompt_cap(model, limits)
     return [
-        GenItem(text, check_prompt(ids, cap, i), params, stream=req.stream)
+        GenItem(text, check_prompt(ids, cap, i), params, stream=req.stream, use_cache=req.cache)
         for i, (ids, text) in enumerate(zip(prompts, texts, strict=True))
     ]
 

@@ -30,6 +30,7 @@ from miniml.serve.listener import bind
 from miniml.serve.logs import configure_logging
 from miniml.serve.protocol import ConnectionLimits, protocol_class
 from miniml.serve.rollout import load_challengers
+from miniml.serve.semantic import load_embedder
 from miniml.serve.settings import ApiKeyRecord, ServeSettings
 from miniml.serve.state import ServerState
 
@@ -167,7 +168,11 @@ def run(settings: ServeSettings, *, demo_key: bool = False) -> None:
     sock = bind(settings.server.host, settings.server.port)
     with contextlib.closing(sock):
         preloaded = load_models(settings)
-        app = create_app(settings, preloaded=preloaded, challengers=load_challengers(settings))
+        semantic = settings.cache.semantic
+        embedder = load_embedder(semantic, settings.device) if semantic is not None else None
+        app = create_app(
+            settings, preloaded=preloaded, challengers=load_challengers(settings), embedder=embedder
+        )
         app.state.miniml.metrics.watch_listener(sock)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans,
         # which would otherwise pause request handling for milliseconds as the heap grows.

@@ -108,6 +108,31 @@ class BatchingSettings(StepConfig):
     )
 
 
+class SemanticCacheSettings(StepConfig):
+    """The semantic cache of generation routes (:mod:`miniml.serve.semantic`): on an exact-cache miss, the
+    answer of the nearest earlier prompt (same model version, same settings) when similar enough."""
+
+    embedder: str = Field(
+        min_length=1, description="embedding model URI (models:/NAME@ALIAS, models:/NAME/VERSION, folder)"
+    )
+    threshold: float = Field(
+        default=0.95, gt=0, le=1, description="cosine similarity a cached prompt needs to answer"
+    )
+    guard: bool = Field(
+        default=True, description="answer only when numbers, quoted strings and names agree (semantic_guard)"
+    )
+    max_entries: int = Field(default=10_000, ge=1, description="prompts kept (LRU), all models together")
+    ttl_s: float = Field(default=3600.0, gt=0, description="time to live of an entry (memory and redis)")
+    url: str | None = Field(
+        default=None, pattern=r"^rediss?://", description="share entries with replicas through this Redis"
+    )
+    prefix: str = Field(default="miniml:semantic", min_length=1, description="redis: key prefix")
+    sync_s: float = Field(
+        default=0.5, gt=0, le=60, description="redis: pull other replicas' entries this often"
+    )
+    timeout_s: float = Field(default=0.25, gt=0, description="redis: a slower answer is skipped")
+
+
 class CacheSettings(StepConfig):
     """Response cache. One flat section (not a union per backend) so that switching the backend from the
     environment or ``--set`` keeps working when the file also sets another backend's keys."""
@@ -118,6 +143,9 @@ class CacheSettings(StepConfig):
     url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^rediss?://", description="redis: server")
     prefix: str = Field(default="miniml:cache", min_length=1, description="redis: key prefix")
     timeout_s: float = Field(default=0.25, gt=0, description="redis: a slower answer counts as a miss")
+    semantic: SemanticCacheSettings | None = Field(
+        default=None, description="semantic cache for generation routes (off unless set)"
+    )
 
 
 class ApiKeyRecord(BaseModel):

@@ -19,6 +19,7 @@ from miniml.serve.metrics import ServeMetrics
 from miniml.serve.monitoring import MonitorCollector, Monitoring
 from miniml.serve.protocol import ConnectionStats
 from miniml.serve.rollout import Loaded, Rollouts, load_challengers
+from miniml.serve.semantic import SemanticCache, load_embedder
 from miniml.serve.settings import ServeSettings
 from miniml.tasks.base import ServingHooks
 
@@ -34,6 +35,7 @@ class ServerState:
         *,
         preloaded: list[tuple[LoadedModel, ServingHooks]] | None = None,
         challengers: dict[str, Loaded] | None = None,
+        embedder: LoadedModel | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = ServeMetrics()
@@ -50,6 +52,8 @@ class ServerState:
         self.status = "loading"
         self._tasks: list[asyncio.Task[None]] = []
         self._preloaded = preloaded
+        self._embedder = embedder  # the semantic cache's (loaded in start when not given)
+        self.semantic: SemanticCache | None = None
 
     async def start(self) -> None:
         """Load models (unless preloaded) off the event loop, start batchers and alias followers."""
@@ -61,6 +65,14 @@ class ServerState:
         if challengers is None:
             challengers = await asyncio.to_thread(load_challengers, self.settings)
         self._challengers = None
+        semantic = self.settings.cache.semantic
+        if semantic is not None:
+            embedder = self._embedder
+            if embedder is None:
+                embedder = await asyncio.to_thread(load_embedder, semantic, self.settings.device)
+            self.semantic = self.models.semantic = SemanticCache(semantic, embedder, self.metrics)
+            self.semantic.start()
+            self._embedder = None
         await self.models.start(loaded)
         for served in self.models:
             self.monitoring.prepare(served.current, CHAMPION)
@@ -81,6 +93,8 @@ class ServerState:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.rollouts.stop()
         await self.models.stop()
+        if self.semantic is not None:
+            await self.semantic.close()
         await self.monitoring.close()
         await self.access.close()
         await self.access_log.stop()

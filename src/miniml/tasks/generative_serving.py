@@ -67,6 +67,9 @@ class GenerateRequest(BaseModel):
         description="structured output: every answer follows this constraint (default: the model's own "
         "constraint, if it has one)",
     )
+    cache: bool = Field(
+        True, description="false: neither the response cache nor the semantic cache answers or keeps it"
+    )
 
 
 @dataclass(eq=False, slots=True)
@@ -84,6 +87,9 @@ class GenItem:
     generated: bool = False  # set by the worker: the result was computed, not read from the cache
     constraint: CompiledConstraint | None = None  # the row's compiled structured-output constraint
     guided_key: str = ""  # what constrains it, for the cache key ("" none, "model", or the spec's text)
+    use_cache: bool = True  # false: the request opted out of the caches (``cache: false``)
+    cache_hit: str = ""  # set by the server: "exact" or "semantic" when a cache answered it
+    similarity: float | None = None  # the semantic hit's cosine similarity
 
 
 class ResultCodec:
@@ -121,9 +127,23 @@ class GenerationHandler:
 
     def cache_key(self, item: GenItem) -> str | None:
         """Greedy, non-streamed generations are deterministic: cache them by prompt and settings."""
-        if item.stream or item.params.temperature > 0:
+        key = self.semantic_key(item)
+        return None if key is None else f"{key[0]}\x1f{item.prompt}"
+
+    def semantic_key(self, item: GenItem) -> tuple[str, str] | None:
+        """(settings, prompt text) for the semantic cache: the exact key's two parts (None: not cached)."""
+        if item.stream or item.params.temperature > 0 or not item.use_cache:
             return None
-        return f"{item.params.model_dump_json()}\x1f{item.guided_key}\x1f{item.prompt}"
+        text = item.prompt.replace("\x1e", "\n").replace("\x1f", ": ")  # a chat's turns as lines
+        return f"{item.params.model_dump_json()}\x1f{item.guided_key}", text
+
+    def semantic_answer(self, item: GenItem, data: bytes) -> GenerationResult:
+        """A cached answer for ``item``: its text, with this prompt's own token count (``usage``)."""
+        cached = self.codec.loads(data)
+        return GenerationResult(cached.text, len(item.ids), cached.completion_tokens, cached.finish_reason)
+
+    def note_hit(self, item: GenItem, kind: str, similarity: float | None = None) -> None:
+        item.cache_hit, item.similarity = kind, similarity
 
     def cacheable(self, output: GenerationResult) -> bool:
         return output.finish_reason != "cancelled"
@@ -254,6 +274,7 @@ def encode_items(
     params: GenerationParams,
     *,
     stream: bool,
+    use_cache: bool = True,
 ) -> list[GenItem]:
     """Tokenize the prompts with the model's own preprocessing and check the prompt cap (413)."""
     generator: Generator = model.predictor
@@ -261,8 +282,21 @@ def encode_items(
     items = []
     for i, prompt in enumerate(prompts):
         ids = generator.format.prompt_ids(generator.tokenizer, prompt)
-        items.append(GenItem(prompt, check_prompt(ids, cap, i), params, stream=stream))
+        items.append(GenItem(prompt, check_prompt(ids, cap, i), params, stream=stream, use_cache=use_cache))
     return items
+
+
+def cache_headers(items: Sequence[Any]) -> dict[str, str]:
+    """``x-miniml-cache`` (``exact``, ``semantic`` or ``miss`` per prompt, comma-separated) and, when a
+    semantic hit answered, ``x-miniml-cache-similarity``; none when no cache answered."""
+    if not items or not isinstance(items[0], GenItem) or not any(x.cache_hit for x in items):
+        return {}
+    headers = {"x-miniml-cache": ", ".join(x.cache_hit or "miss" for x in items)}
+    if any(x.similarity is not None for x in items):
+        headers["x-miniml-cache-similarity"] = ", ".join(
+            "-" if x.similarity is None else f"{x.similarity:.4f}" for x in items
+        )
+    return headers
 
 
 def constrain_items(

@@ -41,6 +41,9 @@ def test_cache_backend_from_env_and_relative_keys_file(tmp_path: Path) -> None:
         (["ratelimit.requests=fast"], "not a rate"),
         (["limits.max_inputs=100", "batching.queue_size=10"], "queue_size"),
         (["bogus=1"], "unknown key"),
+        (["cache.semantic={threshold: 0.9}"], "embedder"),
+        (["cache.semantic={embedder: m, threshold: 1.5}"], "threshold"),
+        (["cache.semantic={embedder: m, url: 'http://x'}"], "url"),
     ],
 )
 def test_invalid_settings_are_one_line_errors(overrides: list[str], message: str) -> None:
@@ -60,3 +63,24 @@ def test_demo_key_and_curl_line() -> None:
 def test_example_serve_configs_load(path: Path) -> None:
     settings = load_settings(path, environ={})
     assert settings.models
+
+
+def test_semantic_cache_defaults() -> None:
+    s = load_settings(overrides=["cache.semantic={embedder: models:/paraphrase@champion}"], environ={})
+    semantic = s.cache.semantic
+    assert semantic is not None and semantic.embedder == "models:/paraphrase@champion"
+    assert (semantic.threshold, semantic.guard, semantic.max_entries, semantic.ttl_s) == (
+        0.95,
+        True,
+        10000,
+        3600,
+    )
+    assert semantic.url is None and ServeSettings().cache.semantic is None  # off unless set
+
+
+def test_a_missing_semantic_embedder_is_one_line(tmp_path: Path) -> None:
+    from miniml.serve.semantic import load_embedder
+    from miniml.serve.settings import SemanticCacheSettings
+
+    with pytest.raises(ConfigError, match=r"^cache\.semantic\.embedder: no model folder or model URI"):
+        load_embedder(SemanticCacheSettings(embedder=str(tmp_path / "nope")))
