@@ -6,9 +6,13 @@ compares:
 
 - numbers (``2008``, ``3.5``, ``1,000`` → ``1000``) must be the same set in both prompts;
 - quoted strings (``'...'``, ``"..."``, ``“...”``) must each occur in the other prompt (case-insensitive);
-- capitalised words — names — must each occur as a word of the other prompt, ignoring case, so a
-  lower-case paraphrase ("terrence ross' nationality") still agrees while "Kyle Lowry" does not. The first
-  word of a sentence is a name only when it is not a common opening word ("What", "How", "Name", ...).
+- capitalised words — names — are compared with the other prompt's words, ignoring case, so a lower-case
+  paraphrase ("terrence ross' nationality") still agrees. A name missing from the other prompt is a
+  conflict when the other prompt has a word of its own instead ("Ross" → "Lowry", "Lowry" → "ross"): a
+  replaced value. A name next to words both prompts share is extra context, not another value (a longer
+  `columns:` header: wikisql-mini's two sources write one table's header differently, and requiring every
+  name on both sides turned down half the correct hits at the same wrong-hit rate). The first word of a
+  sentence is a name only when it is not a common opening word ("What", "How", "Name", ...).
 
 Possessives (``Ross's``, ``Ross'``) count as the name. ``bench/semantic_cache.py`` measures what the guard
 buys: wrong hits with and without it on paraphrased WikiSQL traffic.
@@ -83,13 +87,21 @@ def facts(text: str) -> Facts:
     return Facts(numbers, quoted, frozenset(names), frozenset(words), _fold(text))
 
 
-def _covered(mine: Facts, other: Facts) -> bool:
-    """Every quoted string and name of ``mine`` occurs in ``other``."""
-    return all(q in other.text for q in mine.quoted) and mine.names <= other.words
+def _replaced(mine: Facts, other: Facts) -> bool:
+    """A name of ``mine`` is missing from ``other`` while ``other`` has a word ``mine`` lacks: a value was
+    replaced ("Ross" → "Lowry"). A name only one prompt has, next to words both share, is extra context
+    (a longer header), not another value."""
+    if mine.names <= other.words:
+        return False
+    return bool(other.words - mine.words - OPENERS)
 
 
 def agree(a: str | Facts, b: str | Facts) -> bool:
     """Whether prompts ``a`` and ``b`` name the same values (see the module docstring)."""
     fa = a if isinstance(a, Facts) else facts(a)
     fb = b if isinstance(b, Facts) else facts(b)
-    return fa.numbers == fb.numbers and _covered(fa, fb) and _covered(fb, fa)
+    if fa.numbers != fb.numbers:
+        return False
+    if not all(q in fb.text for q in fa.quoted) or not all(q in fa.text for q in fb.quoted):
+        return False
+    return not _replaced(fa, fb) and not _replaced(fb, fa)

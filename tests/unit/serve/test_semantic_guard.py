@@ -14,6 +14,10 @@ AGREE = [
     ('Who wrote "Hard Rain"?', "who was the writer of hard rain"),
     ("what is the average of 3.50", "what is the mean of 3.5"),
     ("how many rows are there", "count the rows"),
+    (  # a longer header is extra context, not another value
+        "table: t\ncolumns: Player, Team\nQ: Who is Ross?",
+        "table: t\ncolumns: Player, Team, Years in Toronto\nQ: who is ross?",
+    ),
 ]
 DISAGREE = [
     ("What is the nationality of Terrence Ross?", "What is the nationality of Kyle Lowry?"),
@@ -21,6 +25,7 @@ DISAGREE = [
     ("How many games did Ross play in 1998?", "How many games did Ross play?"),
     ('Who wrote "Hard Rain"?', 'who wrote "Soft Rain"'),
     ("Which team did Lowry play for?", "which team did ross play for"),
+    ("table: t\ncolumns: Player, Team\nQ: Who is Ross?", "table: t\ncolumns: Player, Team\nQ: who is lowry?"),
 ]
 
 
