@@ -102,8 +102,10 @@ def die_with_parent() -> None:
 class ServerProcess:
     """``python -m miniml serve ...`` in a subprocess on a free port; logs go to a file."""
 
-    def __init__(self, args: Sequence[str], tmp: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, args: Sequence[str], tmp: Path, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"server-{self.port}.log"
         full_env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env or {})}

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from serve_support import REPO, free_port
 
@@ -31,9 +32,14 @@ def two_node_cluster(cpus_per_node: int = 1) -> Iterator[str]:
             "runtime_env_agent_port": free_port(),
         }
 
-    cluster = Cluster(initialize_head=True, head_node_args={**node_args(), "include_dashboard": False})
-    try:
+    # On a loaded 2-core machine Serve's proxy can miss its 5 s readiness check and be killed: wait longer
+    slow = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60"}
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in slow.items():
+            mp.setenv(name, value)  # the cluster's processes inherit it
+        cluster = Cluster(initialize_head=True, head_node_args={**node_args(), "include_dashboard": False})
         cluster.add_node(**node_args())
+    try:
         yield str(cluster.address)
     finally:
         cluster.shutdown()

@@ -1,7 +1,8 @@
 """``miniml serve --backend ray`` on a local two-node Ray cluster (one CPU per node), 2 replicas of a tiny
 model sharing a real redis-server: the same answers and errors as the local server, a rate limit that holds
 across replicas, an alias move under load without a failed request, a killed replica replaced while
-requests keep succeeding, and one error line for each bad input.
+requests keep succeeding, one error line for more replicas than CPUs, a clean stop on SIGTERM, and
+autoscaling from 1 to 2 replicas under load and back to 1 after it.
 
 One cluster, one Redis and one deployment serve the whole module (the tests run in file order); the local
 server it is compared with runs from the same serve.yaml.
@@ -49,6 +50,7 @@ class Served:
     env: dict[str, str]
     home: Path
     redis_url: str
+    tmp: Path
 
     def post(self, server: ServerProcess, key: str | None, body: object, **kw: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -85,13 +87,13 @@ def served(toy_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         local = ServerProcess(["--config", str(config)], tmp, env=env)
         ray = ServerProcess(["--config", str(config), "--backend", "ray"], tmp, env=env)
         local.wait_ready()
-        ray.wait_ready(timeout=180)  # the first replica answers; then every replica is up:
-        wait_until(lambda: "Ctrl-C stops it" in ray.log(), 180, "the Serve application")
-        yield Served(ray, local, address, keys, env, home, url)
-        code = ray.terminate(timeout=60)
-        log = ray.log_path.read_text(errors="replace")
-        assert code == 0 and "stopped the Serve application 'miniml'" in log, log[-3000:]
-        assert local.terminate() == 0
+        ray.wait_ready(timeout=300)  # the first replica answers; then every replica is up:
+        wait_until(lambda: "Ctrl-C stops it" in ray.log(), 300, "the Serve application")
+        served = Served(ray, local, address, keys, env, home, url, tmp)
+        yield served
+        for server in (served.ray, served.local):
+            if server.proc.poll() is None:
+                server.terminate(timeout=60)
 
 
 def test_answers_and_errors_equal_the_local_server(served: Served) -> None:
@@ -180,3 +182,45 @@ def test_more_replicas_than_the_cluster_holds_is_one_line(served: Served) -> Non
     )  # fmt: skip
     assert code == 2 and err.count("\n") == 1, err
     assert "3 replica(s) × backend.cpus_per_replica=1 need 3 CPUs" in err and "has 2" in err
+
+
+def test_sigterm_stops_the_application_then_autoscaling_follows_the_load(served: Served) -> None:
+    assert served.ray.terminate(timeout=60) == 0
+    log = served.ray.log_path.read_text(errors="replace")
+    assert "stopped the Serve application 'miniml'" in log, log[-3000:]
+
+    scaling = {
+        "replicas": "auto",
+        "autoscaling.min_replicas": 1,
+        "autoscaling.max_replicas": 2,
+        "autoscaling.target_ongoing_requests": 1,
+        "autoscaling.upscale_delay_s": 0.5,
+        "autoscaling.downscale_delay_s": 1,
+        "autoscaling.look_back_period_s": 2,
+        "app_name": "auto",
+    }
+    auto = [arg for key, value in scaling.items() for arg in ("--set", f"backend.{key}={value}")]
+    config = str(served.tmp / "serve.yaml")
+    args = ["--config", config, "--backend", "ray", *auto]
+    elsewhere = ServerProcess(args, served.tmp, env=served.env)  # Serve keeps the port it started on
+    assert elsewhere.proc.wait(120) == 2
+    assert f"error: Ray Serve on this cluster listens on 127.0.0.1:{served.ray.port}, not" in elsewhere.log()
+    server = ServerProcess(args, served.tmp, env=served.env, port=served.ray.port)
+    try:
+        server.wait_ready(timeout=180)
+        wait_until(lambda: "Ctrl-C stops it" in server.log(), 120, "the autoscaling application")
+        assert running(served, 1)
+        url = f"{server.url}/v1/models/toy/predict"
+        headers = {"Authorization": f"Bearer {served.keys['admin']}"}
+        with Load(url, 6, headers, sentence) as load:
+            wait_until(lambda: running(served, 2), 120, "a second replica under load")
+        assert load.failures() == [], load.failures()[:3]
+        wait_until(lambda: running(served, 1), 120, "back to one replica without load")
+    finally:
+        assert server.terminate(timeout=60) == 0
+
+
+def running(served: Served, n: int) -> bool:
+    """``miniml serve status`` shows exactly ``n`` replicas, all running."""
+    code, out, _ = miniml("serve", "status", "--set", f"backend.address={served.address}", env=served.env)
+    return code == 0 and f"replicas: {n} RUNNING" in out and "STARTING" not in out and "STOPPING" not in out

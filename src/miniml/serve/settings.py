@@ -272,6 +272,9 @@ class AutoscalingSettings(StepConfig):
     )
     upscale_delay_s: float = Field(default=30.0, ge=0, description="load above target this long: add")
     downscale_delay_s: float = Field(default=600.0, ge=0, description="load below target this long: remove")
+    look_back_period_s: float = Field(
+        default=30.0, gt=0, description="the load is the mean of requests in flight over this window"
+    )
 
     @model_validator(mode="after")
     def _min_below_max(self) -> AutoscalingSettings:

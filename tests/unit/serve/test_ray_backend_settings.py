@@ -81,6 +81,7 @@ def test_deployment_options_follow_the_section() -> None:
         "target_ongoing_requests": 32.0,
         "upscale_delay_s": 30.0,
         "downscale_delay_s": 600.0,
+        "look_back_period_s": 30.0,
     }
 
 

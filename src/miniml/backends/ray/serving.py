@@ -96,6 +96,7 @@ def deployment_options(settings: ServeSettings) -> dict[str, Any]:
             "target_ongoing_requests": a.target_ongoing_requests,
             "upscale_delay_s": a.upscale_delay_s,
             "downscale_delay_s": a.downscale_delay_s,
+            "look_back_period_s": a.look_back_period_s,
         }
     else:
         options["num_replicas"] = b.replicas
@@ -224,17 +225,44 @@ def deploy(settings: ServeSettings, info: ClusterInfo) -> Deployed:
 
     check_capacity(info, settings)
     host, port = settings.server.host, settings.server.port
-    serve.start(
-        proxy_location=settings.backend.proxy_location,
-        http_options={"host": host, "port": port, "keep_alive_timeout_s": int(settings.server.keep_alive_s)},
-    )
     name = settings.backend.app_name
     try:
+        serve.start(
+            proxy_location=settings.backend.proxy_location,
+            http_options={
+                "host": host,
+                "port": port,
+                "keep_alive_timeout_s": int(settings.server.keep_alive_s),
+            },
+        )
+        check_listener(host, port)
         serve.run(application(settings), name=name, route_prefix="/", blocking=False)
-    except Exception as err:  # RuntimeError("Deploying application ... failed"), a replica's error ...
+    except MinimlError:
+        raise
+    except Exception as err:  # RuntimeError("Deploying application ... failed"), a proxy that died ...
         raise _deploy_error(err, name) from None
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     return Deployed(f"http://{shown}:{port}", name, describe_replicas(settings), info)
+
+
+def check_listener(host: str, port: int) -> None:
+    """Serve's HTTP options are fixed while Serve runs on a cluster: refuse another host or port rather than
+    deploy where nobody would look for it (pinned Ray's private client; no check when it moved)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client()
+        assert client is not None
+        running = client.http_config
+        where = (str(running.host), int(running.port))
+    except Exception:  # a moved private helper: serve.start has logged its warning
+        return
+    if where != (host, port):
+        raise ConfigError(
+            f"Ray Serve on this cluster listens on {where[0]}:{where[1]}, not {host}:{port} "
+            "(its HTTP options are fixed while it runs)",
+            hint=f"use --host {where[0]} --port {where[1]}, or `serve shutdown` on the cluster first",
+        )
 
 
 def _deploy_error(err: Exception, name: str) -> MinimlError:
