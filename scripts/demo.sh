@@ -11,6 +11,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1/6 fetch the catalog files (sha256-verified, cached)"
 $miniml data fetch nordic-langid
+$miniml data fetch nordic-langid-extra   # news, everyday sentences, social media, speech
 
 step "2/6 prepare the dataset (immutable, content-addressed)"
 $miniml data prepare examples/nordic-langid/data.yaml

@@ -87,7 +87,11 @@ def test_nordic_langid_five_classes_stratified_and_stable(
     inputs = {s: set(f["input"]) for s, f in splits.items()}
     assert not inputs["test"] & inputs["train"] and not inputs["validation"] & inputs["train"]
     assert not inputs["test"] & inputs["validation"]
-    assert [s.sha256 for s in ds.manifest.sources] == [f.sha256 for f in dataset_files("nordic-langid")]
+    catalog = [f.sha256 for name in ("nordic-langid", "nordic-langid-extra") for f in dataset_files(name)]
+    assert sorted(s.sha256 for s in ds.manifest.sources) == sorted(catalog)
+    assert {"ntrex", "flores", "tatoeba", "xsid", "npk", "lia", "danplus", "dkhate", "superlim"} <= set(
+        every["source"].str.split("/").str[0]
+    )
     assert ds.manifest.dropped.get("duplicate", 0) > 0
 
     stamp = (ds.path / "manifest.json").stat().st_mtime_ns
