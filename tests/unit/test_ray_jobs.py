@@ -143,3 +143,17 @@ def test_inside_a_job_ray_init_adds_only_what_the_job_lacks(monkeypatch: pytest.
     assert "py_modules" not in args["runtime_env"] and "MINIML_HOME" not in args["runtime_env"]["env_vars"]
     monkeypatch.delenv(JOB_CONFIG_VAR)
     assert _init_args(section, "10.0.0.1:6379")["runtime_env"]["py_modules"] == [str(PACKAGE)]
+
+
+def test_the_client_env_is_scoped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the client is built the chosen address wins and a local Ray token may switch Ray to token mode;
+    afterwards this process's environment is as it was (other Ray clusters of the process are unaffected)."""
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with jobs._client_env():
+        assert "RAY_ADDRESS" not in jobs.os.environ
+    assert jobs.os.environ["RAY_ADDRESS"] == "10.0.0.1:6379" and "RAY_AUTH_MODE" not in jobs.os.environ
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # an explicit mode is respected and kept
+    with jobs._client_env():
+        assert jobs.os.environ["RAY_AUTH_MODE"] == "disabled"
+    assert jobs.os.environ["RAY_AUTH_MODE"] == "disabled"

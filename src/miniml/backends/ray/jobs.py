@@ -12,7 +12,8 @@ a ``runtime_env`` that carries:
   never sent (a job's ``runtime_env`` is readable by anyone who can see the dashboard); the cluster holds
   its own (a Kubernetes secret, an instance role).
 
-Inside the job ``backend.address: auto`` joins the same cluster (Ray sets ``RAY_ADDRESS`` for the job).
+Inside the job ``backend.address: auto`` joins the same cluster (Ray sets ``RAY_ADDRESS`` for the job). A
+cluster with token authentication gets this machine's Ray token, as from Ray's own CLI.
 The job's exit status is the command's: :func:`follow` streams the job's output until it ends; a failed
 job's error is its last ``error:`` line (:func:`failure`).
 """
@@ -39,8 +40,13 @@ from miniml.compute import BackendConfig
 from miniml.config import StepConfig, load_config, read_yaml
 from miniml.errors import ConfigError, MinimlError
 
+log = logging.getLogger(__name__)
 JobKind = Literal["train", "predict", "pipeline"]
 DEFAULT_API = "http://127.0.0.1:8265"
+AUTH_HINT = (
+    "a cluster with token authentication needs its token here: ~/.ray/auth_token or RAY_AUTH_TOKEN "
+    "(`ray get-auth-token` on the head prints it)"
+)
 API_HINT = (
     "start the head with `ray start --head` (its dashboard serves the Jobs API on port 8265), "
     "or pass --address http://HEAD:8265"
@@ -48,6 +54,7 @@ API_HINT = (
 SECRET_WORDS = frozenset({"SECRET", "PASSWORD", "TOKEN", "KEY", "CREDENTIALS", "PASS"})  # name parts
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 STOP_WAIT_S = 30.0
+AUTH_MODE_VAR = "RAY_AUTH_MODE"
 CHATTY_LOGGERS = (
     "ray.dashboard.modules.dashboard_sdk",
     "ray.dashboard.modules.job.sdk",
@@ -188,13 +195,19 @@ def api_address(address: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _explicit_address() -> Iterator[None]:
-    """Ray's client lets ``$RAY_ADDRESS`` win over the address it is given; here the chosen one wins."""
+def _client_env() -> Iterator[None]:
+    """While the client is built (it reads both then, once): the chosen address wins over ``$RAY_ADDRESS``
+    (Ray's client lets the variable win), and this machine's Ray token goes with every request when it has
+    one (:func:`use_local_token`); this process's environment is left as it was."""
     saved = {k: os.environ.pop(k) for k in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if k in os.environ}
+    mode = os.environ.get(AUTH_MODE_VAR)
     try:
+        use_local_token()
         yield
     finally:
         os.environ.update(saved)
+        if os.environ.get(AUTH_MODE_VAR) != mode:
+            _restore_auth_mode(mode)
 
 
 def connect(address: str | None = None) -> Any:
@@ -208,13 +221,47 @@ def connect(address: str | None = None) -> Any:
 
     for name in CHATTY_LOGGERS:  # "Uploading package ...", "WebSocket closed ..." on every job
         logging.getLogger(name).setLevel(logging.WARNING)
-    with _explicit_address():
+    with _client_env():
         try:
             return JobSubmissionClient(url)
-        except (RuntimeError, ConnectionError, ValueError) as err:
+        except client_errors() as err:
             raise ConfigError(
-                f"the Ray Jobs API at {url} did not answer: {first_line(err)}", hint=API_HINT
+                f"the Ray Jobs API at {url} refused this client: {first_line(err)}", hint=AUTH_HINT
             ) from None
+
+
+def use_local_token() -> None:
+    """Send this machine's Ray token (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN``) when it has one, as Ray's
+    own CLI and ``ray.init`` do: Ray 2.60 turns token authentication on for a cluster started where a token
+    exists."""
+    try:  # pinned Ray: a private helper of `ray start` / `ray.init`
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except Exception:  # a moved helper: the request goes without a token and a refusal says so
+        log.debug("could not look for a Ray auth token", exc_info=True)
+
+
+def _restore_auth_mode(mode: str | None) -> None:
+    if mode is None:
+        os.environ.pop(AUTH_MODE_VAR, None)
+    else:
+        os.environ[AUTH_MODE_VAR] = mode
+    try:
+        from ray._raylet import Config  # type: ignore[attr-defined]
+
+        Config.initialize("")  # Ray caches the mode it read
+    except Exception:
+        log.debug("could not refresh Ray's config", exc_info=True)
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """What Ray's job client raises for a refused or failed request."""
+    from ray.exceptions import AuthenticationError
+
+    return (RuntimeError, ConnectionError, ValueError, OSError, AuthenticationError)
 
 
 def submit(client: Any, spec: JobSpec) -> str:
@@ -230,7 +277,7 @@ def submit(client: Any, spec: JobSpec) -> str:
                 metadata={"miniml.kind": spec.kind, "miniml.config": spec.config.name},
             )
         )
-    except (RuntimeError, ValueError, OSError) as err:
+    except client_errors() as err:
         raise ConfigError(f"the Ray cluster refused the job: {first_line(err)}") from None
 
 
@@ -273,7 +320,7 @@ def state_of(details: Any) -> JobState:
 def _call(what: str, job_id: str, action: Callable[[], Any]) -> Any:
     try:
         return action()
-    except RuntimeError as err:
+    except client_errors() as err:
         if "404" in str(err) or "does not exist" in str(err):
             raise ConfigError(f"no job {job_id} on this cluster", hint="see `miniml job list`") from None
         raise ConfigError(f"cannot {what} job {job_id}: {first_line(err)}") from None
@@ -291,7 +338,7 @@ def list_jobs(client: Any) -> list[JobState]:
     """Submitted jobs, oldest first."""
     try:
         found = client.list_jobs()
-    except RuntimeError as err:
+    except client_errors() as err:
         raise ConfigError(f"cannot list the jobs: {first_line(err)}") from None
     jobs = [state_of(d) for d in found if d.submission_id]
     return sorted(jobs, key=lambda s: s.start_time or 0)
