@@ -217,7 +217,8 @@ def _resume_train(store: StateStore, key: str, resume: bool, runner: Runner) -> 
 
 
 def serve_champion(pipeline: Pipeline, result: PipelineResult, console: Console) -> None:
-    """Serve as the pipeline's serve config says, in the foreground (Ctrl-C stops it)."""
+    """Serve as the pipeline's serve config says (locally, or on Ray with ``backend.type: ray``), in the
+    foreground (Ctrl-C stops it)."""
     from miniml.serve.server import run
 
     assert pipeline.config.serve is not None and pipeline.serve is not None
@@ -225,6 +226,11 @@ def serve_champion(pipeline: Pipeline, result: PipelineResult, console: Console)
     if not settings.models:  # the serve file names none: serve what the gate just decided
         settings = settings.model_copy(update={"models": [f"models:/{result.model}@{result.alias}"]})
     where = f"http://{settings.server.host}:{settings.server.port}"
+    if settings.backend.type == "ray":  # the serve file's backend: Ray Serve replicas (prints where itself)
+        from miniml.backends.ray.serving import run_on_ray
+
+        run_on_ray(settings, demo_key=pipeline.config.serve.demo_key)
+        return
     console.print(
         f"serving {escape(', '.join(settings.models))} at {where} (Ctrl-C to stop; docs: {where}/docs)"
     )
