@@ -149,8 +149,8 @@ def main() -> None:
     port = free_port()
     rows.append(run_one("local", serve_cmd(args.model, port, []), port, source.name, texts, args, None))
     with ray_cluster(cores) as (address, raylet):
+        port = free_port()  # Serve's proxies keep the port of the first deploy while Serve runs
         for n in counts:
-            port = free_port()
             extra = [
                 "backend.type=ray",
                 f"backend.address={address}",
