@@ -1,7 +1,10 @@
 """The semantic cache of generation routes: a paraphrase of an earlier prompt gets the earlier answer.
 
 On an exact-cache miss (:meth:`miniml.serve.engine.ServedModel.infer`) the normalised prompt is embedded
-(``cache.semantic.embedder``, an embedding model, batched on its own worker thread like any model) and
+(``cache.semantic.embedder``, an embedding model, batched on its own worker thread like any model, on
+``threads`` threads: one by default, since a lookup is mostly one short prompt and the served model
+wants the other cores; a second intra-op thread on a busy 2-core machine made each embedding 2.6x
+slower, not faster, as every operator waits for its slowest thread) and
 looked up in a :class:`~miniml.serve.semantic_index.SemanticIndex` under its scope — the model version,
 the sampling settings and constraint (the exact cache key without the prompt), and the embedder version —
 so an answer never crosses model versions or settings. It answers when the cosine similarity reaches
@@ -24,6 +27,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,6 +35,7 @@ import numpy as np
 from miniml.errors import ConfigError, MinimlError
 from miniml.runtime.embedder import Embedder
 from miniml.runtime.loaded import LoadedModel
+from miniml.serve.aliases import pin_torch_threads
 from miniml.serve.batching import Batcher
 from miniml.serve.metrics import ServeMetrics
 from miniml.serve.semantic_index import Match, SemanticIndex, entry_id
@@ -42,11 +47,19 @@ log = logging.getLogger("miniml.serve")
 
 
 def load_embedder(settings: SemanticCacheSettings, device: str | None = None) -> LoadedModel:
-    """The semantic cache's embedding model (blocking); a clear ConfigError when it cannot be one."""
+    """The semantic cache's embedding model (blocking); a clear ConfigError when it cannot be one.
+
+    Loaded on ``settings.threads`` threads (an ONNX session takes its count at load); torch's count of the
+    calling thread, which loading sets, is put back for whatever else this thread loads."""
+    import torch
+
+    before = torch.get_num_threads()
     try:
-        model = load_model(settings.embedder, device=device)
+        model = load_model(settings.embedder, device=device, threads=settings.threads)
     except MinimlError as err:
         raise ConfigError(f"cache.semantic.embedder: {err}") from None
+    finally:
+        torch.set_num_threads(before)
     if not isinstance(model.predictor, Embedder):
         raise ConfigError(
             f"cache.semantic.embedder: model {model.name} is a {model.task} model, not an embedding model",
@@ -78,9 +91,10 @@ class SemanticCache:
             self._embed_batch,
             name="semantic-embedder",
             max_batch_size=64,
-            max_wait_ms=0.5,
+            max_wait_ms=0,  # a lookup waits for no company: prompts queued meanwhile form the next batch
             queue_size=4096,
             timeout_s=10.0,
+            on_start=partial(pin_torch_threads, settings.threads),  # a torch embedder's threads
         )
         self._store = RedisEntries(settings, self._dimensions) if settings.url else None
         self._sync: asyncio.Task[None] | None = None

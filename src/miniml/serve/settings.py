@@ -131,6 +131,12 @@ class SemanticCacheSettings(StepConfig):
         default=0.5, gt=0, le=60, description="redis: pull other replicas' entries this often"
     )
     timeout_s: float = Field(default=0.25, gt=0, description="redis: a slower answer is skipped")
+    threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="the embedder's threads: one prompt at a time is fastest on one (the model has the rest)",
+    )
 
 
 class CacheSettings(StepConfig):

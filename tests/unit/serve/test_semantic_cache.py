@@ -5,12 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from embedding_support import make_embedding_folder, make_tiny_encoder
+from embedding_support import make_embedding_folder, make_tiny_encoder, pairs_frame
+from miniml.modelfolder import read_info
+from miniml.optimize.classifier import build
+from miniml.optimize.config import OptimizeConfig
+from miniml.optimize.outcome import EvalData
+from miniml.runtime import resolve
+from miniml.runtime.onnx_predictor import OnnxPredictor
 from miniml.serve.metrics import ServeMetrics
-from miniml.serve.semantic import SemanticCache
+from miniml.serve.semantic import SemanticCache, load_embedder
 from miniml.serve.settings import SemanticCacheSettings
-from miniml.tasks import load_model
+from miniml.tasks import get_task, load_model
 
 pytestmark = pytest.mark.anyio
 
@@ -41,3 +48,34 @@ async def test_lookup_store_and_scopes(tmp_path: Path) -> None:
         await cache.close()
     text = metrics.render().decode()
     assert 'miniml_semantic_lookup_duration_seconds_count{model="m"} 4.0' in text
+
+
+async def test_an_onnx_embedder_runs_on_its_own_threads(tmp_path: Path) -> None:
+    """``threads`` (default 1) sizes the embedder's ONNX session; the loading thread's torch count stays."""
+    folder = make_embedding_folder(tmp_path / "emb", make_tiny_encoder(tmp_path / "enc"))
+    frame = pairs_frame(range(8))
+    info = read_info(folder)
+    cfg = OptimizeConfig.model_validate({"onnx": True, "output": str(tmp_path / "out"), "dry_run": True})
+    data = EvalData("pairs", frame["input"].tolist(), frame["target"].tolist(), frame)
+    onnx_folder, _ = build(str(folder), resolve(folder), info, cfg, data, get_task(info.task).optimize)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        settings = SemanticCacheSettings(embedder=str(onnx_folder))
+        assert settings.threads == 1
+        embedder = load_embedder(settings)
+        assert torch.get_num_threads() == 2
+        assert isinstance(embedder.predictor.runtime, OnnxPredictor)
+        options = embedder.predictor.runtime.session.get_session_options()
+        assert options.intra_op_num_threads == 1
+        two = load_embedder(SemanticCacheSettings(embedder=str(onnx_folder), threads=2))
+        assert two.predictor.runtime.session.get_session_options().intra_op_num_threads == 2
+    finally:
+        torch.set_num_threads(before)
+    cache = SemanticCache(settings, embedder, ServeMetrics())
+    cache.start()
+    try:
+        (probe,) = await cache.lookup("m", [(cache.scope("m@1", "greedy"), "what is a cat")])
+        assert probe is not None and probe.vector.shape == (embedder.predictor.dimensions,)
+    finally:
+        await cache.close()
