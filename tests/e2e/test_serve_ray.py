@@ -209,7 +209,8 @@ def test_sigterm_stops_the_application_then_autoscaling_follows_the_load(served:
     try:
         server.wait_ready(timeout=180)
         wait_until(lambda: "Ctrl-C stops it" in server.log(), 120, "the autoscaling application")
-        assert running(served, 1)
+        # polled: the readiness probes can be load enough for a second replica for a moment
+        wait_until(lambda: running(served, 1), 120, "one replica without load")
         url = f"{server.url}/v1/models/toy/predict"
         headers = {"Authorization": f"Bearer {served.keys['admin']}"}
         with Load(url, 6, headers, sentence) as load:
