@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import cachetools
 
+from miniml.serve.logs import ThrottledWarning
 from miniml.serve.settings import CacheSettings
 
 Y = TypeVar("Y")
@@ -77,7 +77,7 @@ class RedisCache(Generic[Y]):
         self._prefix = settings.prefix
         self._ttl_ms = int(settings.ttl_s * 1000)
         self._codec = codec
-        self._last_warning = 0.0
+        self._warning = ThrottledWarning(log, "redis cache unavailable, serving without it: %s")
 
     def redis_key(self, version_key: str, key: str) -> str:
         """The Redis key of one entry: prefix, model version, hash of the input (inputs can be long)."""
@@ -88,7 +88,7 @@ class RedisCache(Generic[Y]):
         try:
             raw = await self._redis.mget([self.redis_key(version_key, k) for k in keys])
         except Exception as err:  # any Redis trouble: serve without the cache
-            self._warn(err)
+            self._warning.warn(err)
             return [None] * len(keys)
         return [None if blob is None else self._codec.loads(blob) for blob in raw]
 
@@ -99,16 +99,10 @@ class RedisCache(Generic[Y]):
                     pipe.set(self.redis_key(version_key, key), self._codec.dumps(value), px=self._ttl_ms)
                 await pipe.execute()
         except Exception as err:
-            self._warn(err)
+            self._warning.warn(err)
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-    def _warn(self, err: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_warning > 10:  # one line per 10 s, not one per request
-            self._last_warning = now
-            log.warning("redis cache unavailable, serving without it: %s", err)
 
 
 def build_cache(settings: CacheSettings, codec: Codec[Y]) -> Cache[Y] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 import time
 from datetime import UTC, datetime
@@ -21,6 +22,27 @@ import orjson
 from miniml.serve.settings import LogSettings
 
 ACCESS_LOGGER = "miniml.access"
+
+
+class ThrottledWarning:
+    """A warning logged at most once per ``every_s``: a shared store that is down (Redis) fails every
+    request's call to it, and one line per request would flood the log. ``warn(err)`` formats ``message``
+    with the error."""
+
+    def __init__(self, logger: logging.Logger, message: str, every_s: float = 10.0) -> None:
+        self._logger = logger
+        self._message = message
+        self._every_s = every_s
+        self._last = -math.inf
+
+    def warn(self, err: BaseException) -> bool:
+        """Log ``err`` unless a line went out less than ``every_s`` ago; whether it was logged."""
+        now = time.monotonic()
+        if now - self._last < self._every_s:
+            return False
+        self._last = now
+        self._logger.warning(self._message, err)
+        return True
 
 
 class JsonFormatter(logging.Formatter):

@@ -25,6 +25,7 @@ from limits.aio import strategies
 from limits.aio.storage import Storage
 
 from miniml.serve.errors import HTTPProblem
+from miniml.serve.logs import ThrottledWarning
 from miniml.serve.settings import ApiKeyRecord, RateLimitSettings
 
 log = logging.getLogger("miniml.serve")
@@ -108,7 +109,7 @@ class RateLimiter:
         self.default_chars = parse_rate(settings.chars)
         self.default_tokens = parse_rate(settings.tokens)
         self._budgets: dict[str, Budgets] = {}
-        self._last_warning = 0.0
+        self._warning = ThrottledWarning(log, "rate-limit storage unavailable, not limiting: %s")
 
     @property
     def active(self) -> bool:
@@ -165,7 +166,7 @@ class RateLimiter:
             if back > 0:
                 await self.storage.incr(key, item.get_expiry(), amount=-back)
         except Exception as err:  # storage down: the reservation simply stays spent
-            self._warn(err)
+            self._warning.warn(err)
 
     async def headers(self, who: str) -> dict[str, str]:
         """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the budgets ``who`` has."""
@@ -177,7 +178,7 @@ class RateLimiter:
             try:
                 stats = await self.strategy.get_window_stats(item, "miniml", name, who)
             except Exception as err:
-                self._warn(err)
+                self._warning.warn(err)
                 continue
             out[f"x-ratelimit-limit-{name}"] = str(item.amount)
             out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(stats.remaining)))
@@ -192,7 +193,7 @@ class RateLimiter:
                 return
             wait = await self.seconds_until_admitted(item, budget, who, cost)
         except Exception as err:  # storage down: let the request through, say so
-            self._warn(err)
+            self._warning.warn(err)
             return
         raise RateLimited(who, budget, item, max(1, math.ceil(wait)))
 
@@ -224,9 +225,3 @@ class RateLimiter:
         timer = getattr(self.storage, "timer", None)
         if timer is not None and not timer.done():
             timer.cancel()
-
-    def _warn(self, err: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_warning > 10:
-            self._last_warning = now
-            log.warning("rate-limit storage unavailable, not limiting: %s", err)

@@ -37,6 +37,7 @@ from miniml.runtime.embedder import Embedder
 from miniml.runtime.loaded import LoadedModel
 from miniml.serve.aliases import pin_torch_threads
 from miniml.serve.batching import Batcher
+from miniml.serve.logs import ThrottledWarning
 from miniml.serve.metrics import ServeMetrics
 from miniml.serve.semantic_index import Match, SemanticIndex, entry_id
 from miniml.serve.settings import SemanticCacheSettings
@@ -177,7 +178,9 @@ class RedisEntries:
         self._ttl_ms = int(settings.ttl_s * 1000)
         self._dimensions = dimensions
         self._since_ms = 0
-        self._last_warning = 0.0
+        self._warning = ThrottledWarning(
+            log, "redis unavailable for the semantic cache, going on without it: %s"
+        )
 
     def _key(self, entry: int | str) -> str:
         return f"{self._prefix}:e:{entry}"
@@ -195,7 +198,7 @@ class RedisEntries:
                 pipe.zremrangebyscore(f"{self._prefix}:log", "-inf", now - self._ttl_ms)
                 await pipe.execute()
         except Exception as err:  # any Redis trouble: this replica keeps its own entries
-            self._warn(err)
+            self._warning.warn(err)
 
     async def pull(self, index: SemanticIndex) -> list[tuple[str, str, np.ndarray, bytes, float]]:
         """Entries stored since the last pull (by any replica) that ``index`` lacks, with their TTL left."""
@@ -215,7 +218,7 @@ class RedisEntries:
                     pipe.pttl(self._key(key))
                 raw = await pipe.execute()
         except Exception as err:
-            self._warn(err)
+            self._warning.warn(err)
             return []
         return [e for e in map(self._entry, raw[::2], raw[1::2]) if e is not None]
 
@@ -231,9 +234,3 @@ class RedisEntries:
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-    def _warn(self, err: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_warning > 10:  # one line per 10 s, not one per request
-            self._last_warning = now
-            log.warning("redis unavailable for the semantic cache, going on without it: %s", err)

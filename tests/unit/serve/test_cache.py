@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from miniml.serve.cache import MemoryCache, RedisCache, build_cache
+from miniml.serve.logs import ThrottledWarning
 from miniml.serve.settings import CacheSettings
 from miniml.tasks.serving import Float32Codec
 from serve_support import redis_server
@@ -72,11 +74,27 @@ async def test_redis_cache_entries_expire(redis_url: str) -> None:
     await cache.close()
 
 
-async def test_unreachable_redis_is_a_miss_not_an_error(tmp_path: Path) -> None:
+async def test_unreachable_redis_is_a_miss_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from serve_support import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     cache = RedisCache(CacheSettings(backend="redis", url=url, timeout_s=0.2), Float32Codec())
-    await cache.set_many("v", [("a", np.ones(2, dtype=np.float32))])  # swallowed, logged
-    assert await cache.get_many("v", ["a", "b"]) == [None, None]
+    with caplog.at_level(logging.WARNING, logger="miniml.serve"):
+        await cache.set_many("v", [("a", np.ones(2, dtype=np.float32))])  # swallowed, logged
+        assert await cache.get_many("v", ["a", "b"]) == [None, None]
     await cache.close()
+    # two failures, one line: the warning is throttled (one per 10 s), not one per request
+    lines = [r.getMessage() for r in caplog.records if "redis cache unavailable" in r.getMessage()]
+    assert len(lines) == 1
+
+
+def test_throttled_warning_logs_once_per_window(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("miniml.test.throttled")
+    every = ThrottledWarning(logger, "down: %s", every_s=0)
+    once = ThrottledWarning(logger, "store down: %s", every_s=3600)
+    with caplog.at_level(logging.WARNING, logger="miniml.test.throttled"):
+        assert once.warn(OSError("refused")) and not once.warn(OSError("refused again"))
+        assert every.warn(OSError("a")) and every.warn(OSError("b"))
+    assert [r.getMessage() for r in caplog.records] == ["store down: refused", "down: a", "down: b"]
