@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from miniml.errors import ModelError
@@ -67,11 +68,25 @@ class ModelInfo(BaseModel):
         gt=0,
         description="classification: logits are divided by it before the softmax (calibration)",
     )
+    label_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="classification: each label's probability is multiplied by its weight, then the "
+        "probabilities are renormalised (a prior shift: log(weight) added to the logit); absent labels: 1",
+    )
     lineage: dict[str, Any] = Field(default_factory=dict, description="parent version, steps applied")
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     miniml_version: str = ""
     manifest: dict[str, str] | None = Field(
         default=None, description="sha256 of every other file of the folder, by relative path"
+    )
+
+
+def logit_offsets(info: ModelInfo) -> np.ndarray | None:
+    """``log(label_weights)`` per column of ``info.labels`` as float32 (None: every weight is 1)."""
+    if not info.label_weights or all(w == 1.0 for w in info.label_weights.values()):
+        return None
+    return np.log(np.array([info.label_weights.get(x, 1.0) for x in info.labels], dtype=np.float64)).astype(
+        np.float32
     )
 
 

@@ -31,6 +31,7 @@ REFUSED_TYPE = "miniml: {reason}; load it with miniml (miniml.tasks.load_predict
 MEAN_POOL_REASON = "encoder + attention-masked mean pooling + linear head: transformers has no class for it"
 INT8_REASON = "miniml quantizes these weights to int8 when it loads them"
 TEMPERATURE_REASON = "miniml divides the logits by a calibrated temperature that transformers would not apply"
+LABEL_WEIGHTS_REASON = "miniml multiplies the probabilities by label_weights that transformers would not apply"
 
 
 def config_source(folder: Path) -> str:
@@ -48,6 +49,8 @@ def refusal_reason(info: ModelInfo) -> str | None:
         return INT8_REASON
     if info.logit_temperature != 1.0:  # not folded: e.g. a version trained before folding existed
         return TEMPERATURE_REASON
+    if any(w != 1.0 for w in info.label_weights.values()):
+        return LABEL_WEIGHTS_REASON
     return None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from miniml.errors import ModelError
-from miniml.modelfolder import ModelInfo, read_info
+from miniml.modelfolder import ModelInfo, logit_offsets, read_info
 from miniml.models.registry import load_featurizer
 
 ONNX_FILE = "model.onnx"
@@ -74,6 +74,7 @@ class OnnxPredictor:
         self.threads = int(threads or os.cpu_count() or 1)
         self.featurizer = load_featurizer(self.path, self.info.preprocessing)
         self.session = open_session(self.path / file, self.threads)
+        self.offsets = logit_offsets(self.info)
         self.input_names = [i.name for i in self.session.get_inputs()]  # type: ignore[attr-defined]
 
     def feeds(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -85,8 +86,10 @@ class OnnxPredictor:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
-        # the folder's softmax temperature (calibration; 1 when scaling did not help): see torch_predictor
-        return softmax(self.outputs(texts) / np.float32(self.info.logit_temperature))
+        # the folder's softmax temperature (calibration; 1 when scaling did not help) and label_weights
+        # (a prior shift): see torch_predictor
+        logits = self.outputs(texts) / np.float32(self.info.logit_temperature)
+        return softmax(logits if self.offsets is None else logits + self.offsets)
 
     def outputs(self, texts: Sequence[str]) -> np.ndarray:
         """The graph's raw (B, C) output: a classifier's logits, an encoder's embeddings."""

@@ -2,7 +2,8 @@
 
 The predictor applies the folder's own featurizer (the same code training used), runs the module under
 ``torch.inference_mode``, divides the logits by the folder's ``logit_temperature`` (``miniml.json``; fitted on
-validation by training, 1 when scaling did not help) and returns float32 probabilities with columns in
+validation by training, 1 when scaling did not help), adds ``log(label_weights)`` (a prior shift the
+train config asked for) and returns float32 probabilities with columns in
 ``info.labels`` order. A folder
 written by ``miniml optimize --int8`` (PyTorch dynamic int8) is quantized again as it loads.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from miniml.modelfolder import logit_offsets
 from miniml.models.folder import load_model_folder
 from miniml.runtime.quantization import apply_saved_quantization, is_quantized
 
@@ -35,6 +37,8 @@ class TorchPredictor:
             module = fold()
         self.device = torch.device(device)
         self.module = module.to(self.device)
+        offsets = logit_offsets(self.info)
+        self.offsets = None if offsets is None else torch.from_numpy(offsets)
         self._lock = threading.Lock()  # modules and tokenizers are not re-entrant
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -43,6 +47,8 @@ class TorchPredictor:
         logits = torch.from_numpy(self.outputs(texts))  # (B, C)
         if self.info.logit_temperature != 1.0:
             logits = logits / self.info.logit_temperature
+        if self.offsets is not None:  # the folder's label_weights: a prior shift
+            logits = logits + self.offsets
         return torch.softmax(logits, dim=-1).numpy().astype(np.float32, copy=False)
 
     def outputs(self, texts: Sequence[str]) -> np.ndarray:

@@ -32,7 +32,12 @@ from miniml.metrics.report import write_report
 from miniml.modelfolder import ModelInfo, write_info
 from miniml.models.featurizer import Featurizer
 from miniml.models.folder import architecture_of, save_model_folder
-from miniml.models.hf_folder import TEMPERATURE_REASON, fold_temperature, refuse_transformers
+from miniml.models.hf_folder import (
+    LABEL_WEIGHTS_REASON,
+    TEMPERATURE_REASON,
+    fold_temperature,
+    refuse_transformers,
+)
 from miniml.models.registry import ModelSpec, get_builder, load_featurizer
 from miniml.monitor.build import profile_of
 from miniml.monitor.profile import write_profile
@@ -64,6 +69,11 @@ class ClassificationConfig(TrainConfig):
     )
     temperature_scaling: bool = Field(
         True, description="fit a softmax temperature on validation; kept if it lowers the ECE"
+    )
+    label_weights: dict[str, Annotated[float, Field(gt=0, le=1000)]] = Field(
+        default_factory=dict,
+        description="multiply these labels' predicted probabilities (then renormalise) wherever the model "
+        "predicts: a prior shift, e.g. {other: 2} for an open-set label that covers more than training saw",
     )
 
     @model_validator(mode="after")
@@ -175,6 +185,13 @@ class ClassificationRecipe:
         self.model, self.featurizer, self.spec, self.labels = model, featurizer, config.model, labels
         self.train_frame, self.eval_examples = train_frame, eval_examples
         self.pad_to_max = config.pad_to_max
+        self.label_weights = dict(config.label_weights)
+        unknown = sorted(set(self.label_weights) - set(self.labels))
+        if unknown:
+            raise ConfigError(
+                f"label_weights names {unknown}, which are not labels of this dataset {self.labels}",
+                hint="use the dataset's labels as the keys of label_weights",
+            )
         # temperature scaling is fitted on these rows after training (None: not at all)
         self.validation = validation if config.temperature_scaling else None
         # train and validation rows + dataset of the drift reference profile (None: no profile)
@@ -210,6 +227,7 @@ class ClassificationRecipe:
         )
         save_model_folder(folder, self.model, self.featurizer, self.spec, info)
         info = self.fit_temperature(folder, info)
+        info = self.apply_label_weights(folder, info)
         self.write_profile(folder, info)
         return info
 
@@ -248,6 +266,18 @@ class ClassificationRecipe:
         info = info.model_copy(update=update)
         if info.architecture == "hf" and info.logit_temperature != 1.0:
             refuse_transformers(folder, TEMPERATURE_REASON)
+        write_info(folder, info)
+        return info
+
+
+    def apply_label_weights(self, folder: Path, info: ModelInfo) -> ModelInfo:
+        """Record ``label_weights`` in ``miniml.json`` (every runtime applies them after the temperature)."""
+        weights = {k: float(v) for k, v in self.label_weights.items() if v != 1.0}
+        if not weights:
+            return info
+        info = info.model_copy(update={"label_weights": weights})
+        if info.architecture == "hf":
+            refuse_transformers(folder, LABEL_WEIGHTS_REASON)
         write_info(folder, info)
         return info
 

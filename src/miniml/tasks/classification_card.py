@@ -25,6 +25,7 @@ def loads_in_transformers(info: ModelInfo) -> bool:
         and info.runtime == "torch"
         and not getattr(info, "quantization", None)
         and info.logit_temperature == 1.0  # a fitted temperature is folded into the weights
+        and all(w == 1.0 for w in info.label_weights.values())
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from miniml.data.dataset import Dataset
+from miniml.errors import ConfigError
 from miniml.metrics.calibration import with_temperature
 from miniml.modelfolder import read_info, write_info
 from miniml.runtime.predictor import predict_in_batches
@@ -80,11 +81,18 @@ def test_temperature_is_fitted_on_validation_and_applied(toy_dataset: Dataset) -
     raw = load_predictor(outcome.model_folder).predict_proba(texts)
     np.testing.assert_allclose(scaled, with_temperature(raw, info.logit_temperature), rtol=1e-4, atol=1e-6)
 
-    off = fit(
-        config(toy_dataset, {"kind": "hashing_bag", "buckets": 4096, "dim": 16}, temperature_scaling=False)
-    )
+    model = {"kind": "hashing_bag", "buckets": 4096, "dim": 16}
+    off = fit(config(toy_dataset, model, temperature_scaling=False, label_weights={"sv": 3.0, "da": 1.0}))
     off_info = read_info(off.model_folder)
     assert off_info.logit_temperature == 1.0 and "temperature_scaling" not in off_info.lineage
+    # label_weights are recorded and applied by the predictor: sv's probability x3, renormalised
+    assert off_info.label_weights == {"sv": 3.0}
+    shifted = load_predictor(off.model_folder).predict_proba(texts)
+    write_info(off.model_folder, off_info.model_copy(update={"label_weights": {}}))
+    plain = load_predictor(off.model_folder).predict_proba(texts) * np.array([1.0, 1.0, 3.0])
+    np.testing.assert_allclose(shifted, plain / plain.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="label_weights names \\['xx'\\]"):
+        fit(config(toy_dataset, model, label_weights={"xx": 2.0}))
 
 
 def test_ordinal_soft_targets_are_the_training_loss(toy_dataset: Dataset) -> None:

@@ -22,6 +22,7 @@ from miniml.models.hf_folder import (
     HF_CONFIG,
     INT8_REASON,
     MEAN_POOL_REASON,
+    LABEL_WEIGHTS_REASON,
     TEMPERATURE_REASON,
     fold_temperature,
 )
@@ -122,6 +123,7 @@ def test_mean_pool_folder_written_before_the_stub_still_loads(tmp_path: Path, me
     [
         ({"quantization": {"method": "torch_dynamic"}}, INT8_REASON),
         ({"logit_temperature": 1.7}, TEMPERATURE_REASON),
+        ({"label_weights": {LABELS[0]: 2.0}}, LABEL_WEIGHTS_REASON),
     ],
 )
 def test_hf_folder_that_transformers_cannot_reproduce_is_refused(

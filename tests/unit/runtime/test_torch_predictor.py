@@ -58,6 +58,18 @@ def test_logit_temperature_in_the_folder_scales_every_prediction(folder) -> None
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_label_weights_in_the_folder_shift_every_prediction(folder) -> None:
+    path, module, featurizer = folder
+    info = read_info(path)
+    write_info(path, info.model_copy(update={"logit_temperature": 2.0, "label_weights": {"sv": 3.0}}))
+    probs = load_predictor(path).predict_proba(TEXTS)
+    with torch.no_grad():
+        raw = torch.softmax(module.eval()(**featurizer.batch(TEXTS))["logits"] / 2.0, -1).numpy()
+    shifted = raw * np.array([1.0, 3.0])  # the weight multiplies sv's probability, then renormalised
+    np.testing.assert_allclose(probs, shifted / shifted.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(probs, raw, atol=1e-3)
+
+
 def test_thread_safe(folder) -> None:
     predictor = load_predictor(folder[0])
     expected = predictor.predict_proba(TEXTS)
