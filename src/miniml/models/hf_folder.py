@@ -31,7 +31,7 @@ REFUSED_TYPE = "miniml: {reason}; load it with miniml (miniml.tasks.load_predict
 MEAN_POOL_REASON = "encoder + attention-masked mean pooling + linear head: transformers has no class for it"
 INT8_REASON = "miniml quantizes these weights to int8 when it loads them"
 TEMPERATURE_REASON = "miniml divides the logits by a calibrated temperature that transformers would not apply"
-LABEL_WEIGHTS_REASON = "miniml multiplies the probabilities by label_weights that transformers would not apply"
+LABEL_WEIGHTS_REASON = "miniml multiplies probabilities by label_weights that transformers would not apply"
 
 
 def config_source(folder: Path) -> str:

@@ -269,7 +269,6 @@ class ClassificationRecipe:
         write_info(folder, info)
         return info
 
-
     def apply_label_weights(self, folder: Path, info: ModelInfo) -> ModelInfo:
         """Record ``label_weights`` in ``miniml.json`` (every runtime applies them after the temperature)."""
         weights = {k: float(v) for k, v in self.label_weights.items() if v != 1.0}

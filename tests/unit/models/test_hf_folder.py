@@ -21,8 +21,8 @@ from miniml.models.folder import architecture_of, save_model_folder
 from miniml.models.hf_folder import (
     HF_CONFIG,
     INT8_REASON,
-    MEAN_POOL_REASON,
     LABEL_WEIGHTS_REASON,
+    MEAN_POOL_REASON,
     TEMPERATURE_REASON,
     fold_temperature,
 )
