@@ -24,6 +24,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+IDLE_WORKERS = {"idle_worker_killing_time_threshold_ms": 60000, "num_workers_soft_limit": 12}
+
+
 @dataclass(frozen=True)
 class LocalCluster:
     gcs_address: str  # HOST:PORT, what backend.address takes
@@ -60,6 +63,9 @@ def local_cluster(cpus: tuple[int, ...] = (2, 1), *, dashboard: bool = True) -> 
         "dashboard_port": dashboard_port,
         "temp_dir": str(temp / "ray"),
         "object_store_memory": 100 * 1024 * 1024,
+        # keep idle workers for a minute (Ray's default kills those past one per CPU after 1 s): a job's
+        # Ray Data tasks and Train actors then start fewer Python processes (29 -> 22 for the job test)
+        "_system_config": IDLE_WORKERS,
         **_node_ports(),
     }
     cluster = Cluster(initialize_head=True, head_node_args=head)
