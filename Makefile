@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers for `make test` (CI has 2 cores; many tests wait on servers and subprocesses)
+TEST_WORKERS ?= 2
 # On machines that carry the shared data mirror (offline development, CI), read the catalog from it.
 MIRROR_DIR := $(abspath ../shared/data/mirror)
 ifneq ($(wildcard $(MIRROR_DIR)),)
@@ -47,7 +49,7 @@ e2e: venv
 	$(PY) -m pytest tests/e2e -q
 
 test: lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: venv
 	@echo "benchmarks: see bench/README.md (each script prints its figures and the machine)"

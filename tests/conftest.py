@@ -9,6 +9,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MIRROR = REPO.parent / "shared" / "data" / "mirror"
+# modules that start Ray clusters: one worker runs them all, so two clusters never compete for the cores
+RAY_MODULES = {"test_ray_backend.py", "test_ray_cluster.py", "test_serve_ray.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """For pytest-xdist's ``--dist loadgroup`` (what ``make test`` runs): a module's tests stay on one
+    worker, so its module-scoped servers and clusters start once; the Ray modules share one worker."""
+    for item in items:
+        path = Path(item.path)
+        group = "ray" if path.name in RAY_MODULES else str(path.relative_to(REPO))
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
