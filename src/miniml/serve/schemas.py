@@ -97,6 +97,11 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str = Field(examples=["ready"], description="ready | loading | draining")
     models: dict[str, int | None] = Field(description="served model → version")
+    replicas: dict[str, str] | None = Field(
+        default=None,
+        description="Ray Serve only: each live replica → ready | loading | draining | failed: reason",
+    )
+    ready_replicas: int | None = Field(default=None, description="Ray Serve only: replicas that are ready")
 
 
 class ErrorDetail(BaseModel):

@@ -6,7 +6,9 @@ Routes get it with ``Depends(get_state)``; tests can swap it with ``app.dependen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 
 from starlette.requests import Request
 
@@ -17,6 +19,7 @@ from miniml.serve.engine import ModelSet, load_models
 from miniml.serve.logs import AccessLog
 from miniml.serve.metrics import ServeMetrics
 from miniml.serve.monitoring import MonitorCollector, Monitoring
+from miniml.serve.peers import EXCHANGE_TIMEOUT_S, Peers, exchange
 from miniml.serve.protocol import ConnectionStats
 from miniml.serve.rollout import Loaded, Rollouts, load_challengers
 from miniml.serve.semantic import SemanticCache, load_embedder
@@ -54,9 +57,38 @@ class ServerState:
         self._preloaded = preloaded
         self._embedder = embedder  # the semantic cache's (loaded in start when not given)
         self.semantic: SemanticCache | None = None
+        self.peers: Peers | None = None  # the other replicas (Ray Serve): set before the lifespan starts
 
     async def start(self) -> None:
-        """Load models (unless preloaded) off the event loop, start batchers and alias followers."""
+        """Load models (unless preloaded) off the event loop, start batchers and alias followers; with peers,
+        report to their board while loading, when ready (then every period) and when loading failed."""
+        if self.peers is None:
+            await self._start()
+            return
+        loading = asyncio.create_task(self._say(self.peers, self.status), name="peers-loading")
+        self._tasks.append(loading)  # not awaited: the board may still be starting
+        try:
+            await self._start()
+        except BaseException as err:
+            loading.cancel()
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            await self._say(self.peers, f"failed: {reason}")
+            raise
+        self._tasks.append(asyncio.create_task(self._report(self.peers), name="peers"))
+
+    @staticmethod
+    async def _say(peers: Peers, status: str) -> None:
+        await exchange(peers, status, None, taken=time.monotonic(), fetch=False)
+
+    async def _report(self, peers: Peers) -> None:
+        """Report status and metrics to the peers' board every period (and the drift verdicts with them)."""
+        while True:
+            await self.monitoring.refresh()
+            taken = time.monotonic()
+            await exchange(peers, self.status, self.metrics.render().decode(), taken=taken, fetch=False)
+            await asyncio.sleep(peers.period_s)
+
+    async def _start(self) -> None:
         loaded = self._preloaded
         if loaded is None:
             loaded = await asyncio.to_thread(load_models, self.settings)
@@ -91,6 +123,9 @@ class ServerState:
         for job in self._tasks:
             job.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.peers is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.peers.leave(), EXCHANGE_TIMEOUT_S)
         await self.rollouts.stop()
         await self.models.stop()
         if self.semantic is not None:

@@ -6,16 +6,19 @@ models and starts their batchers exactly as ``miniml serve`` does in one process
 HTTP request to a replica's app as ASGI; routes, auth, limits, cache, errors and metrics are the app's own.
 
 :mod:`.serving` wraps this class with ``serve.ingress`` and ``serve.deployment``. Every metric of a replica
-carries a ``replica`` label (its Ray Serve id), so series from several replicas never collide.
+carries a ``replica`` label (its Ray Serve id), so series from several replicas never collide; the app's
+``/metrics`` and ``/readyz`` answer for every replica through the application's board (:mod:`.board`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from fastapi import FastAPI
 
+from miniml.backends.ray.board import BoardPeers
 from miniml.backends.ray.cluster import apply_env
 from miniml.serve.app import create_app
 from miniml.serve.logs import configure_logging
@@ -43,16 +46,21 @@ def replica_id() -> str:
 class MinimlReplica:
     """The deployment's user class: holds the settings; the app (and its models) live in the replica."""
 
-    def __init__(self, settings_json: str, env: dict[str, str]) -> None:
+    def __init__(self, settings_json: str, env: dict[str, str], board: Any = None) -> None:
+        """``board``: the ``DeploymentHandle`` of the application's :class:`~.board.ReplicaBoard`."""
         apply_env(env)  # the deploying command's MINIML_HOME, tracking URI, offline mode ...
         self.settings = replica_settings(ServeSettings.model_validate_json(settings_json))
         configure_logging(self.settings.logging)
         self.served: FastAPI | None = None
+        self.board = board
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         self.served = create_app(self.settings)
         replica = replica_id()
-        self.served.state.miniml.metrics.label_every_series("replica", replica)
+        state = self.served.state.miniml
+        state.metrics.label_every_series("replica", replica)
+        if self.board is not None:
+            state.peers = BoardPeers(self.board, replica)
         log.info("replica starting", extra={"fields": {"replica": replica, "pid": os.getpid()}})
         return self.served
 

@@ -192,14 +192,17 @@ def connected(
 
 
 def application(settings: ServeSettings) -> Any:
-    """The bound Serve application: the replica class, wrapped as an ingress deployment."""
+    """The bound Serve application: the replica class, wrapped as an ingress deployment, and the board its
+    replicas report their status and metrics to (:mod:`.board`)."""
     from ray import serve
 
+    from miniml.backends.ray.board import ReplicaBoard, board_options
     from miniml.backends.ray.replica import MinimlReplica
 
     ingress = serve.ingress()(MinimlReplica)  # the app is built in each replica (__serve_build_asgi_app__)
     deployment = serve.deployment(**deployment_options(settings))(ingress)
-    return deployment.bind(settings.model_dump_json(), worker_env())
+    board = serve.deployment(**board_options(settings.server.graceful_timeout_s))(ReplicaBoard)
+    return deployment.bind(settings.model_dump_json(), worker_env(), board.bind())
 
 
 def build_app(args: dict[str, Any]) -> Any:
