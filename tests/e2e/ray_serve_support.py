@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from serve_support import REPO, free_port
 
@@ -63,25 +64,56 @@ def miniml(*args: str, env: dict[str, str] | None = None, timeout: float = 120) 
 REPLICA_ROW = re.compile(r"replica (\S+): (\w+) on \S+ \(pid (\d+)\)")  # `miniml serve status`
 
 
-def predict_counts(url: str, replicas: int = 2, timeout: float = 30) -> dict[str, float]:
-    """Predict requests each replica has answered (``miniml_requests_total`` by its ``replica`` label),
-    scraping ``/metrics`` through the proxy until every replica has answered a scrape."""
+def server_replicas(status_out: str) -> list[tuple[str, str, str]]:
+    """(id, state, pid) of the ``MinimlServer`` replicas in ``miniml serve status`` (not the board's)."""
+    block = status_out.split("deployment MinimlServer:", 1)[1].split("\n  deployment ", 1)[0]
+    return REPLICA_ROW.findall(block)
+
+
+def replica_counts(text: str) -> dict[str, float]:
+    """Predict requests by ``replica`` label in one exposition (0 for a replica that answered none); it must
+    parse, with each family once."""
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert len(names) == len(set(names)), names
     counts: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
-    while len(counts) < replicas:
-        assert time.monotonic() < deadline, f"only replicas {sorted(counts)} answered /metrics"
-        response = httpx.get(f"{url}/metrics", timeout=10)
-        if response.status_code != 200:  # e.g. routed to a replica that just died
-            continue
-        text = response.text
-        found = re.search(r'replica="([^"]+)"', text)
-        assert found, text[:500]
-        counts[found[1]] = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("miniml_requests_total{") and 'route="/v1/models/{name}/predict"' in line
-        )
+    for family in families:
+        for s in family.samples:
+            if "replica" in s.labels:
+                counts.setdefault(s.labels["replica"], 0.0)
+            if s.name == "miniml_requests_total" and s.labels.get("route") == "/v1/models/{name}/predict":
+                counts[s.labels["replica"]] += s.value
     return counts
+
+
+def predict_counts(url: str, replicas: int = 2, timeout: float = 30) -> dict[str, float]:
+    """Predict requests each replica has answered (``miniml_requests_total`` by its ``replica`` label), from
+    one scrape of ``/metrics`` through the proxy (the answering replica returns every live replica's series),
+    retried until it holds ``replicas`` replicas (one that just started reports within a few seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(f"{url}/metrics", timeout=10)
+        counts = replica_counts(response.text) if response.status_code == 200 else {}
+        if len(counts) == replicas:
+            return counts
+        assert time.monotonic() < deadline, f"/metrics shows replicas {sorted(counts)}"
+        time.sleep(0.2)
+
+
+def settled_counts(url: str, replicas: int = 2, timeout: float = 60) -> dict[str, float]:
+    """:func:`predict_counts` once every replica has reported since its last request (without traffic: two
+    scrapes more than a report period apart agree; the other replicas' series are as of their last report)."""
+    from miniml.backends.ray.board import REPORT_PERIOD_S
+
+    deadline = time.monotonic() + timeout
+    last = predict_counts(url, replicas)
+    while True:
+        time.sleep(REPORT_PERIOD_S + 1)
+        now = predict_counts(url, replicas)
+        if now == last:
+            return now
+        assert time.monotonic() < deadline, f"predict counts still moving: {last} -> {now}"
+        last = now
 
 
 class Load:

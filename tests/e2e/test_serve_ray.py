@@ -1,8 +1,9 @@
 """``miniml serve --backend ray`` on a local two-node Ray cluster (one CPU per node), 2 replicas of a tiny
 model sharing a real redis-server: the same answers and errors as the local server, a rate limit that holds
 across replicas, an alias move under load without a failed request, a killed replica replaced while
-requests keep succeeding, one error line for more replicas than CPUs, a clean stop on SIGTERM, and
-autoscaling from 1 to 2 replicas under load and back to 1 after it.
+requests keep succeeding, one /metrics scrape with both replicas' series and a /readyz that counts them,
+one error line for more replicas than CPUs, a clean stop on SIGTERM, and autoscaling from 1 to 2 replicas
+under load and back to 1 after it.
 
 One cluster, one Redis and one deployment serve the whole module (the tests run in file order); the local
 server it is compared with runs from the same serve.yaml.
@@ -20,11 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 from ray_serve_support import (
-    REPLICA_ROW,
     Load,
     miniml,
     predict_counts,
+    replica_counts,
     sentence,
+    server_replicas,
+    settled_counts,
     two_node_cluster,
     write_keys,
 )
@@ -120,14 +123,36 @@ def test_answers_and_errors_equal_the_local_server(served: Served) -> None:
 
 
 def test_a_rate_limit_holds_across_replicas(served: Served) -> None:
-    before = predict_counts(served.ray.url)
+    before = settled_counts(served.ray.url)  # the earlier tests' requests reported by every replica
     statuses = [
         served.post(served.ray, served.keys["metered"], {"inputs": [t]}).status_code for t in TEXTS * 4
     ]
     assert statuses == [200] * 10 + [429] * 2  # 10/minute over both replicas together
-    after = predict_counts(served.ray.url)
-    taken = {replica: after[replica] - before[replica] for replica in after}
-    assert sum(taken.values()) == 12 and all(n > 0 for n in taken.values()), taken  # both answered some
+
+    def taken() -> dict[str, float]:
+        after = predict_counts(served.ray.url)
+        return {replica: after[replica] - before[replica] for replica in after}
+
+    # the other replica's series are as of its last report (every 5 s)
+    wait_until(lambda: sum(taken().values()) == 12, 30, "12 predict requests in one scrape")
+    assert all(n > 0 for n in taken().values()), taken()  # both answered some
+
+
+def test_one_scrape_shows_every_replica_and_readyz_counts_them(served: Served) -> None:
+    code, out, err = miniml("serve", "status", "--set", f"backend.address={served.address}", env=served.env)
+    assert code == 0, err
+    ids = {replica for replica, _, _ in server_replicas(out)}
+    assert len(ids) == 2 and "deployment MinimlBoard: HEALTHY, replicas: 1 RUNNING" in out, out
+    wait_until(lambda: set(predict_counts(served.ray.url)) == ids, 30, "both replicas in one scrape")
+    for _ in range(4):  # whichever replica the proxy picks answers for both
+        response = httpx.get(f"{served.ray.url}/metrics", timeout=10)
+        assert response.status_code == 200
+        assert set(replica_counts(response.text)) == ids  # parses, each family once, both replica ids
+        assert response.text.count("# TYPE miniml_requests_total counter") == 1
+        ready = httpx.get(f"{served.ray.url}/readyz", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["replicas"] == dict.fromkeys(sorted(ids), "ready"), ready.json()
+        assert ready.json()["ready_replicas"] == 2
 
 
 def test_alias_move_under_load_has_no_failed_request(served: Served) -> None:
@@ -152,7 +177,7 @@ def test_a_killed_replica_is_replaced_while_requests_succeed(served: Served) -> 
     assert code == 0, err
     assert "application miniml: RUNNING" in out
     assert "deployment MinimlServer: HEALTHY, replicas: 2 RUNNING" in out
-    rows = REPLICA_ROW.findall(out)
+    rows = server_replicas(out)
     assert [state for _, state, _ in rows] == ["RUNNING", "RUNNING"], out
     killed, pid = rows[0][0], int(rows[0][2])
 
@@ -222,6 +247,7 @@ def test_sigterm_stops_the_application_then_autoscaling_follows_the_load(served:
 
 
 def running(served: Served, n: int) -> bool:
-    """``miniml serve status`` shows exactly ``n`` replicas, all running."""
+    """``miniml serve status`` shows exactly ``n`` replicas of ``MinimlServer``, all running."""
     code, out, _ = miniml("serve", "status", "--set", f"backend.address={served.address}", env=served.env)
-    return code == 0 and f"replicas: {n} RUNNING" in out and "STARTING" not in out and "STOPPING" not in out
+    server = f"deployment MinimlServer: HEALTHY, replicas: {n} RUNNING"
+    return code == 0 and server in out and "STARTING" not in out and "STOPPING" not in out

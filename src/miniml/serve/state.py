@@ -83,9 +83,12 @@ class ServerState:
     async def _report(self, peers: Peers) -> None:
         """Report status and metrics to the peers' board every period (and the drift verdicts with them)."""
         while True:
-            await self.monitoring.refresh()
-            taken = time.monotonic()
-            await exchange(peers, self.status, self.metrics.render().decode(), taken=taken, fetch=False)
+            try:
+                await self.monitoring.refresh()
+                taken = time.monotonic()
+                await exchange(peers, self.status, self.metrics.render().decode(), taken=taken, fetch=False)
+            except Exception:  # a bug in a collector must not stop the reports (scrapes would show it)
+                log.exception("reporting to the replica board failed")
             await asyncio.sleep(peers.period_s)
 
     async def _start(self) -> None:
