@@ -49,7 +49,7 @@ e2e: venv
 	$(PY) -m pytest tests/e2e -q
 
 test: lint typecheck
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv
 	@echo "benchmarks: see bench/README.md (each script prints its figures and the machine)"

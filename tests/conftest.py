@@ -13,13 +13,21 @@ DEFAULT_MIRROR = REPO.parent / "shared" / "data" / "mirror"
 RAY_MODULES = {"test_ray_backend.py", "test_ray_cluster.py", "test_serve_ray.py"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """For pytest-xdist's ``--dist loadgroup`` (what ``make test`` runs): a module's tests stay on one
-    worker, so its module-scoped servers and clusters start once; the Ray modules share one worker."""
-    for item in items:
-        path = Path(item.path)
-        group = "ray" if path.name in RAY_MODULES else str(path.relative_to(REPO))
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``make test`` runs pytest-xdist (``-n 2 --dist loadfile``): a module's tests stay on one worker, in
+    order, so its module-scoped servers and clusters start once; the Ray modules share one worker.
+
+    A scheduler of our own because xdist 3.8's ``--dist loadgroup`` sets ``item._nodeid``, which pytest 9 no
+    longer reads (the group marks are silently ignored)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "ray" if Path(module).name in RAY_MODULES else module
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
