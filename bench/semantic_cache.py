@@ -15,6 +15,10 @@ text2sql model takes far longer).
 
     python bench/semantic_cache.py                                   # packaged MiniLM as the embedder
     python bench/semantic_cache.py --embedder models:/paraphrase/2 --model models:/text2sql@champion
+    python bench/semantic_cache.py --embed-pattern 'Q: (.*)' --scope-pattern '^table: .*'  # question only
+
+With ``--embed-pattern``/``--scope-pattern`` (the server's ``cache.semantic.embed_pattern`` and
+``scope_pattern``) the replay and the server embed only the selected part and scope entries by the other.
 """
 
 from __future__ import annotations
@@ -101,27 +105,44 @@ def embedder_folder(uri: str | None, work: Path) -> Path:
 
 def embed_all(folder: Path, texts: list[str]) -> np.ndarray:
     from miniml.tasks import load_model
-    from miniml.tasks.serving import normalize_text
 
     embedder = load_model(str(folder)).predictor
-    out = [embedder.embed([normalize_text(t) for t in texts[i : i + 64]]) for i in range(0, len(texts), 64)]
+    out = [embedder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)]
     return np.concatenate(out)  # (N, D)
 
 
-def replay(rows: list[dict[str, str]], vectors: np.ndarray, threshold: float, guard: bool) -> Tally:
+def split_all(rows: list[dict[str, str]], args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(scope, embedded text) of each prompt, as the server splits it."""
+    import re
+
+    from miniml.serve.semantic import split_prompt
+    from miniml.tasks.serving import normalize_text
+
+    embed = re.compile(args.embed_pattern) if args.embed_pattern else None
+    scope = re.compile(args.scope_pattern) if args.scope_pattern else None
+    return [split_prompt(normalize_text(r["prompt"]), embed, scope) for r in rows]
+
+
+def replay(
+    rows: list[dict[str, str]],
+    split: list[tuple[str, str]],
+    vectors: np.ndarray,
+    threshold: float,
+    guard: bool,
+) -> Tally:
     """The server's index and guard on the traffic; answers are the groups."""
     from miniml.serve.semantic_index import SemanticIndex
 
     index = SemanticIndex(vectors.shape[1], max_entries=100_000, ttl_s=1e9)
     seen: set[str] = set()
     tally = Tally()
-    for row, vector in zip(rows, vectors, strict=True):
+    for row, (scope, text), vector in zip(rows, split, vectors, strict=True):
         repeat = row["group"] in seen
         tally.repeats += repeat
-        match = index.lookup("scope", row["prompt"], vector, threshold, guard)
+        match = index.lookup(scope, text, vector, threshold, guard)
         if match.entry is None:
             tally.misses += 1
-            index.add("scope", row["prompt"], vector, row["group"].encode())
+            index.add(scope, text, vector, row["group"].encode())
             seen.add(row["group"])
         elif match.entry.answer.decode() == row["group"]:
             tally.correct += 1
@@ -133,7 +154,9 @@ def replay(rows: list[dict[str, str]], vectors: np.ndarray, threshold: float, gu
     return tally
 
 
-def sweep(rows: list[dict[str, str]], vectors: np.ndarray) -> list[dict[str, object]]:
+def sweep(
+    rows: list[dict[str, str]], split: list[tuple[str, str]], vectors: np.ndarray
+) -> list[dict[str, object]]:
     print(
         "\n| threshold | guard | correct hits | wrong hits | misses | wrong % of answered | repeats hit % |"
     )
@@ -141,14 +164,14 @@ def sweep(rows: list[dict[str, str]], vectors: np.ndarray) -> list[dict[str, obj
     table = []
     for threshold in THRESHOLDS:
         for guard in (False, True):
-            tally = replay(rows, vectors, threshold, guard)
+            tally = replay(rows, split, vectors, threshold, guard)
             row = tally.row(threshold, guard, len(rows))
             table.append({**row, "wrong_examples": tally.wrong_examples})
             print(
                 f"| {threshold:.2f} | {'on' if guard else 'off'} | {tally.correct} | {tally.wrong} | "
                 f"{tally.misses} | {row['wrong_pct_of_answered']} | {row['repeat_hit_pct']} |"
             )
-    repeats = replay(rows, vectors, 1.01, False).repeats
+    repeats = replay(rows, split, vectors, 1.01, False).repeats
     print(f"({len(rows)} requests, {repeats} paraphrased repeats)")
     return table
 
@@ -222,6 +245,9 @@ def latency(model: Path, embedder: Path, prompts: list[str], args: argparse.Name
         f"cache.semantic={{embedder: '{embedder}', threshold: {args.threshold}, guard: true}}",
         "cache.backend=memory",
     ]
+    for key in ("embed_pattern", "scope_pattern"):
+        if getattr(args, key):
+            semantic.append(f"cache.semantic.{key}={json.dumps(getattr(args, key))}")
     figures: dict[str, float] = {}
     for label, sets in (("without cache", ["cache.backend=none"]), ("with cache", semantic)):
         server = miniml_server([str(model)], free_port(), [*sets, "auth.enabled=false"])
@@ -265,6 +291,8 @@ def main() -> None:
     parser.add_argument(
         "--vectors", type=Path, help="a .npy of the traffic's embeddings: read when it exists, else written"
     )
+    parser.add_argument("--embed-pattern", help="cache.semantic.embed_pattern, e.g. 'Q: (.*)'")
+    parser.add_argument("--scope-pattern", help="cache.semantic.scope_pattern, e.g. '^table: .*'")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
     exit_on_sigterm()
@@ -276,11 +304,12 @@ def main() -> None:
         embedder = embedder_folder(args.embedder, work)
         started = time.perf_counter()
         cached = args.vectors is not None and args.vectors.is_file()
-        vectors = np.load(args.vectors) if cached else embed_all(embedder, [r["prompt"] for r in rows])
+        split = split_all(rows, args)
+        vectors = np.load(args.vectors) if cached else embed_all(embedder, [text for _, text in split])
         if args.vectors is not None and not cached:
             np.save(args.vectors, vectors)
         print(f"embedded {len(rows)} prompts in {time.perf_counter() - started:.1f} s", flush=True)
-        table = sweep(rows, vectors)
+        table = sweep(rows, split, vectors)
         figures: dict[str, float] = {}
         if not args.skip_latency:
             from miniml.runtime import resolve

@@ -7,7 +7,11 @@ wants the other cores; a second intra-op thread on a busy 2-core machine made ea
 slower, not faster, as every operator waits for its slowest thread) and
 looked up in a :class:`~miniml.serve.semantic_index.SemanticIndex` under its scope — the model version,
 the sampling settings and constraint (the exact cache key without the prompt), and the embedder version —
-so an answer never crosses model versions or settings. It answers when the cosine similarity reaches
+so an answer never crosses model versions or settings. With ``embed_pattern`` only the part of the prompt
+it selects is embedded and guarded (a text2sql question without its table and column header: a third of
+the tokens, so a third of the embedding time), and the rest must be equal — all of it, or what
+``scope_pattern`` selects — which joins the scope, so two prompts about different tables never share an
+answer however alike their questions. It answers when the cosine similarity reaches
 ``threshold`` and, with ``guard``, the prompts' numbers, quoted strings and names agree
 (:mod:`miniml.serve.semantic_guard`). Only what the exact cache would keep is stored: greedy, non-streamed,
 not cancelled answers of requests that did not opt out (``cache: false``).
@@ -25,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -69,6 +74,26 @@ def load_embedder(settings: SemanticCacheSettings, device: str | None = None) ->
     return model
 
 
+def _selected(m: re.Match[str]) -> tuple[int, int]:
+    group = 1 if m.re.groups else 0
+    return m.start(group), m.end(group)
+
+
+def split_prompt(
+    prompt: str, embed: re.Pattern[str] | None, scope: re.Pattern[str] | None
+) -> tuple[str, str]:
+    """(what must be equal, what is embedded) of a prompt under ``embed_pattern`` and ``scope_pattern``."""
+    text, rest = prompt, ""
+    if embed is not None and (m := embed.search(prompt)) is not None:
+        start, end = _selected(m)
+        if end > start:
+            text, rest = prompt[start:end], prompt[:start] + "\x00" + prompt[end:]
+    if scope is not None:
+        m = scope.search(prompt)
+        rest = "\x00unmatched" if m is None else prompt[slice(*_selected(m))]
+    return rest, text
+
+
 @dataclass(frozen=True, slots=True)
 class Probe:
     """One prompt looked up: its scope, text, embedding and what the index answered."""
@@ -98,12 +123,21 @@ class SemanticCache:
             on_start=partial(pin_torch_threads, settings.threads),  # a torch embedder's threads
         )
         self._store = RedisEntries(settings, self._dimensions) if settings.url else None
+        self._embed_re = re.compile(settings.embed_pattern) if settings.embed_pattern else None
+        self._scope_re = re.compile(settings.scope_pattern) if settings.scope_pattern else None
         self._sync: asyncio.Task[None] | None = None
 
     def scope(self, model_key: str, settings_key: str) -> str:
         """The scope of a prompt: model version, sampling settings, embedder version."""
         raw = f"{model_key}\x1f{settings_key}\x1f{self.embedder.key}"
         return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
+
+    def split(self, scope: str, prompt: str) -> tuple[str, str]:
+        """(scope, text to embed) of a normalised prompt: the scope grows by what must be equal."""
+        rest, text = split_prompt(prompt, self._embed_re, self._scope_re)
+        if not rest:
+            return scope, text
+        return f"{scope}:{hashlib.blake2b(rest.encode(), digest_size=12).hexdigest()}", text
 
     def start(self) -> None:
         """Start the embedder's worker and the Redis sync (on the running loop)."""
@@ -124,14 +158,14 @@ class SemanticCache:
         """Embed each (scope, prompt) and look it up; counts similarity, latency and guard refusals.
         None for a prompt longer than the embedder reads: its end would go unseen, so it is not cached."""
         started = time.perf_counter()
-        texts = [normalize_text(text) for _, text in keys]
-        _, vectors = await self._batcher.submit(texts)
+        split = [self.split(scope, normalize_text(text)) for scope, text in keys]
+        _, vectors = await self._batcher.submit([text for _, text in split])
         s = self.settings
         probes = [
             None
             if vector is None
             else Probe(scope, text, vector, self.index.lookup(scope, text, vector, s.threshold, s.guard))
-            for (scope, _), text, vector in zip(keys, texts, vectors, strict=True)
+            for (scope, text), vector in zip(split, vectors, strict=True)
         ]
         seconds = time.perf_counter() - started
         for probe in probes:

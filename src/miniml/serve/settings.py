@@ -31,6 +31,23 @@ def _check_rate(value: str) -> str:
     return value
 
 
+def _check_pattern(value: str | None) -> str | None:
+    """A regular expression with at most one capture group (the part it selects)."""
+    import re
+
+    if value is None:
+        return None
+    try:
+        compiled = re.compile(value)
+    except re.error as err:
+        raise ValueError(f"{value!r} is not a regular expression: {err}") from None
+    if compiled.groups > 1:
+        raise ValueError(f"{value!r} has {compiled.groups} groups; give at most one (the part to select)")
+    return value
+
+
+PromptPattern = Annotated[str | None, AfterValidator(_check_pattern)]
+
 RateString = Annotated[
     str,
     AfterValidator(_check_rate),
@@ -136,6 +153,16 @@ class SemanticCacheSettings(StepConfig):
         ge=1,
         le=64,
         description="the embedder's threads: one prompt at a time is fastest on one (the model has the rest)",
+    )
+    embed_pattern: PromptPattern = Field(
+        default=None,
+        description="regex: embed (and guard) only what it selects (its group, else its match), e.g. "
+        "'Q: (.*)' for the question of a text2sql prompt; a prompt it misses is embedded whole",
+    )
+    scope_pattern: PromptPattern = Field(
+        default=None,
+        description="regex: what it selects must be equal for a hit (e.g. '^table: .*' for the table id); "
+        "default with embed_pattern: everything outside the embedded part",
     )
 
 

@@ -79,3 +79,46 @@ async def test_an_onnx_embedder_runs_on_its_own_threads(tmp_path: Path) -> None:
         assert probe is not None and probe.vector.shape == (embedder.predictor.dimensions,)
     finally:
         await cache.close()
+
+
+async def test_embed_pattern_embeds_the_question_and_scopes_by_the_rest(tmp_path: Path) -> None:
+    folder = make_embedding_folder(tmp_path / "emb", make_tiny_encoder(tmp_path / "enc"), max_tokens=8)
+    settings = SemanticCacheSettings(
+        embedder=str(folder), threshold=0.99, embed_pattern="Q: (.*)", scope_pattern="^table: .*"
+    )
+    cache = SemanticCache(settings, load_model(folder), ServeMetrics())
+    cache.start()
+    try:
+        v1 = cache.scope("m@1", "greedy")
+        # the header is longer than the embedder reads: only the question is embedded, so it is cached
+        long_header = "table: 1-1\ncolumns: " + "a b c d e f g h i j k l " * 3 + "\nQ: who is Ross\nA:"
+        (probe,) = await cache.lookup("m", [(v1, long_header)])
+        assert probe is not None and probe.text == "who is Ross" and probe.match.entry is None
+        await cache.store([(probe, b"answer")])
+        other_columns = "table: 1-1\ncolumns: a b\nQ: who is ross\nA:"
+        other_table = "table: 2-2\ncolumns: a b\nQ: who is ross\nA:"
+        same, elsewhere = await cache.lookup("m", [(v1, other_columns), (v1, other_table)])
+        assert same is not None and same.match.entry is not None and same.match.entry.answer == b"answer"
+        assert elsewhere is not None and elsewhere.match.entry is None  # another table, another scope
+    finally:
+        await cache.close()
+
+
+def test_split_prompt_without_a_scope_pattern_keeps_the_rest_equal() -> None:
+    import re
+
+    from miniml.serve.semantic import split_prompt
+
+    embed = re.compile("Q: (.*)")
+    rest, text = split_prompt("table: 1\nQ: who\nA:", embed, None)
+    assert text == "who" and rest == "table: 1\nQ: \x00\nA:"
+    assert split_prompt("no question here", embed, None) == ("", "no question here")
+    assert split_prompt("x", None, re.compile("^table: .*"))[0] == "\x00unmatched"
+
+
+@pytest.mark.parametrize("pattern", ["Q: (", "(a)(b)"])
+def test_bad_patterns_are_config_errors(pattern: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"regular expression|groups"):
+        SemanticCacheSettings(embedder="x", embed_pattern=pattern)
