@@ -21,9 +21,13 @@ from tiny_generative import one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[3]
+# Every answer the schema allows fits in SAMPLING's 40 tokens: with only "maximum": 9, "-5555..." (40 tokens
+# of a negative number) was valid, cut at the token cap, and no longer parsed.
 SCHEMA = {
     "type": "object",
-    "properties": {"digits": {"type": "array", "items": {"type": "integer", "maximum": 9}, "maxItems": 3}},
+    "properties": {
+        "digits": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "maxItems": 3}
+    },
     "required": ["digits"],
     "additionalProperties": False,
 }
