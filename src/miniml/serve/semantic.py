@@ -9,9 +9,9 @@ looked up in a :class:`~miniml.serve.semantic_index.SemanticIndex` under its sco
 the sampling settings and constraint (the exact cache key without the prompt), and the embedder version —
 so an answer never crosses model versions or settings. With ``embed_pattern`` only the part of the prompt
 it selects is embedded and guarded (a text2sql question without its table and column header: a third of
-the tokens, so a third of the embedding time), and the rest must be equal — all of it, or what
-``scope_pattern`` selects — which joins the scope, so two prompts about different tables never share an
-answer however alike their questions. It answers when the cosine similarity reaches
+the tokens; wikisql-mini's prompts embed in 6.3 s instead of 14.3 s), and the rest must be equal — all of
+it, or what ``scope_pattern`` selects — which joins the scope, so two prompts about different tables never
+share an answer however alike their questions. It answers when the cosine similarity reaches
 ``threshold`` and, with ``guard``, the prompts' numbers, quoted strings and names agree
 (:mod:`miniml.serve.semantic_guard`). Only what the exact cache would keep is stored: greedy, non-streamed,
 not cancelled answers of requests that did not opt out (``cache: false``).
