@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from embedding_support import make_embedding_folder, make_tiny_encoder, pairs_frame
 from miniml.modelfolder import read_info
@@ -15,7 +17,7 @@ from miniml.optimize.outcome import EvalData
 from miniml.runtime import resolve
 from miniml.runtime.onnx_predictor import OnnxPredictor
 from miniml.serve.metrics import ServeMetrics
-from miniml.serve.semantic import SemanticCache, load_embedder
+from miniml.serve.semantic import SemanticCache, load_embedder, split_prompt
 from miniml.serve.settings import SemanticCacheSettings
 from miniml.tasks import get_task, load_model
 
@@ -105,10 +107,6 @@ async def test_embed_pattern_embeds_the_question_and_scopes_by_the_rest(tmp_path
 
 
 def test_split_prompt_without_a_scope_pattern_keeps_the_rest_equal() -> None:
-    import re
-
-    from miniml.serve.semantic import split_prompt
-
     embed = re.compile("Q: (.*)")
     rest, text = split_prompt("table: 1\nQ: who\nA:", embed, None)
     assert text == "who" and rest == "table: 1\nQ: \x00\nA:"
@@ -118,7 +116,5 @@ def test_split_prompt_without_a_scope_pattern_keeps_the_rest_equal() -> None:
 
 @pytest.mark.parametrize("pattern", ["Q: (", "(a)(b)"])
 def test_bad_patterns_are_config_errors(pattern: str) -> None:
-    from pydantic import ValidationError
-
     with pytest.raises(ValidationError, match=r"regular expression|groups"):
         SemanticCacheSettings(embedder="x", embed_pattern=pattern)
