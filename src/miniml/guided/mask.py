@@ -57,12 +57,15 @@ class GuidedRows:
 
     def mask(self, logits: Any) -> None:
         """Restrict every guided row of ``logits`` (B, V) to the tokens its grammar allows next."""
+        rows = [i for i, m in enumerate(self.matchers) if m is not None]
+        if rows:
+            apply_bitmask(logits, self.bitmask(rows), rows)
+
+    def bitmask(self, rows: Sequence[int]) -> Any:
+        """The allowed-token bits (len(rows), ceil(V / 32)) of these guided rows (distinct matchers)."""
         import llguidance
         import torch
 
-        rows = [i for i, m in enumerate(self.matchers) if m is not None]
-        if not rows:
-            return
         if self._executor is None:
             self._executor = llguidance.LLExecutor()
         # (R, ceil(V / 32)) bits; filled in place by llguidance (not llguidance.torch: it imports dynamo)
@@ -76,7 +79,7 @@ class GuidedRows:
                 bitmask[i] = 0
                 for end in self.end_ids:
                     bitmask[i, end // 32] |= 1 << (end % 32)
-        apply_bitmask(logits, bitmask, rows)
+        return bitmask
 
     def advance(self, row: int, token: int) -> None:
         """Feed the token chosen for ``row`` to its matcher (end tokens finish the row instead)."""
@@ -111,4 +114,82 @@ class GuidedLogitsProcessor:
                     self.rows.advance(row, int(token))
         self._started = True
         self.rows.mask(scores)
+        return scores
+
+
+class GuidedBeamProcessor:
+    """Guided decoding for beam search (``model.generate(num_beams=N)``), as a logits processor.
+
+    Beam search reorders, copies and drops hypotheses between steps, so a matcher cannot follow a fixed
+    row. Here a hypothesis's matcher is keyed by its prompt and the tokens it has written: each step looks
+    up the matcher of the hypothesis's prefix less its last token (kept from the step before), copies it
+    and feeds it that token. Only the last two prefix lengths are kept. Row ``r`` of the beam batch belongs
+    to prompt ``r // num_beams`` (transformers' layout); ``offset`` is where answers start in ``input_ids``.
+    """
+
+    def __init__(
+        self,
+        constraints: Sequence[Any | None],
+        num_beams: int,
+        vocab_size: int,
+        end_ids: Sequence[int],
+        offset: int,
+    ) -> None:
+        self.constraints = list(constraints)  # CompiledConstraint or None, one per prompt
+        self.num_beams = num_beams
+        self.vocab_size = vocab_size
+        self.end_ids = list(end_ids)
+        self.offset = offset
+        self._states: dict[tuple[int, tuple[int, ...]], Any] = {}  # (prompt, prefix) -> matcher | None (dead)
+
+    def _state(self, prompt: int, prefix: tuple[int, ...]) -> Any:
+        key = (prompt, prefix)
+        if key in self._states:
+            return self._states[key]
+        constraint = self.constraints[prompt]
+        assert constraint is not None
+        if not prefix:
+            matcher = constraint.matcher()
+        else:
+            parent = self._state(prompt, prefix[:-1])
+            token = prefix[-1]
+            matcher = None
+            if parent is not None and token not in self.end_ids:
+                matcher = parent.deep_copy()
+                if not matcher.consume_token(token):
+                    matcher = None  # an error state: this hypothesis may only end
+        self._states[key] = matcher
+        return matcher
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        answers = input_ids[:, self.offset :].tolist()
+        length = len(answers[0]) if answers else 0
+        self._states = {k: v for k, v in self._states.items() if len(k[1]) >= length - 1}
+        # hypotheses with one prefix share a matcher: its mask is computed once (llguidance borrows each
+        # matcher mutably, so one matcher may not appear twice in a call)
+        unique: dict[tuple[int, tuple[int, ...]], int] = {}
+        matchers: list[Any] = []
+        dead: set[int] = set()
+        guided_rows, which = [], []
+        for row, prefix in enumerate(answers):
+            prompt = row // self.num_beams
+            constraint = self.constraints[prompt]
+            if constraint is None:
+                continue
+            key = (prompt, tuple(int(t) for t in prefix))
+            if key not in unique:
+                matcher = self._state(*key)
+                if matcher is None:
+                    dead.add(len(matchers))
+                    matcher = constraint.matcher()  # a placeholder: dead rows may only end
+                unique[key] = len(matchers)
+                matchers.append(matcher)
+            guided_rows.append(row)
+            which.append(unique[key])
+        if not guided_rows:
+            return scores
+        rows = GuidedRows(matchers, self.vocab_size, self.end_ids)
+        rows.dead = dead
+        bits = rows.bitmask(range(len(matchers)))
+        apply_bitmask(scores, bits[which], guided_rows)
         return scores

@@ -237,11 +237,9 @@ class Generator:
         first = params[0]
         guided = list(constraints or [None] * len(params))
         if first.num_beams > 1:
-            if any(c is not None for c in guided):
-                raise MinimlError("guided decoding needs num_beams: 1", hint="set num_beams to 1")
             if on_step is not None:
                 raise MinimlError("streaming needs num_beams: 1", hint="set num_beams to 1 or stream: false")
-            return self._run_beams(prompt_ids, params)
+            return self._run_beams(prompt_ids, params, guided)
         rows = [self.row_text(p, c is not None) for p, c in zip(params, guided, strict=True)]
         tracker = _RowTracker(rows, cancel or [None] * len(params), on_step)
         processors = self._guided_processor(guided, tracker)
@@ -303,15 +301,33 @@ class Generator:
         return None
 
     def _run_beams(
-        self, prompt_ids: Sequence[list[int]], params: Sequence[GenerationParams]
+        self,
+        prompt_ids: Sequence[list[int]],
+        params: Sequence[GenerationParams],
+        guided: Sequence[CompiledConstraint | None] = (),
     ) -> list[GenerationResult]:
-        output, offset = self._generate(prompt_ids, params[0], max(p.max_new_tokens for p in params))
+        """Beam search; guided rows keep every hypothesis inside their grammar (GuidedBeamProcessor)."""
+        processors: list[Any] = []
+        if any(c is not None for c in guided):
+            from miniml.guided.mask import GuidedBeamProcessor
+
+            encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
+            offset = 1 if encoder_decoder else max(len(ids) for ids in prompt_ids)
+            processors.append(
+                GuidedBeamProcessor(
+                    list(guided), params[0].num_beams, self.guide.vocab.size, sorted(self.end_ids), offset
+                )
+            )
+        max_new = max(p.max_new_tokens for p in params)
+        output, offset = self._generate(prompt_ids, params[0], max_new, processors=processors)
         results = []
-        for ids, row, p in zip(prompt_ids, output.tolist(), params, strict=True):
+        rows = list(guided) or [None] * len(params)
+        for ids, row, p, c in zip(prompt_ids, output.tolist(), params, rows, strict=True):
             tokens = [t for t in row[offset:] if t != self.tokenizer.pad_token_id]
             ended = next((i for i, t in enumerate(tokens) if t in self.end_ids), None)
             tokens = tokens[:ended][: p.max_new_tokens]
-            text, stopped = cut_at_stop(self._decode(tokens), p.stop)
+            decode = self.guide.surface_text if c is not None and not self.guide.vocab.exact else self._decode
+            text, stopped = cut_at_stop(decode(tokens), p.stop)
             reason: FinishReason = "stop" if stopped or ended is not None else "length"
             results.append(GenerationResult(text, len(ids), len(tokens), reason))
         return results

@@ -312,8 +312,6 @@ def constrain_items(
     generator: Generator = model.predictor
     if spec is None and generator.constraint is None:
         return
-    if items and items[0].params.num_beams > 1:
-        raise RequestError(422, "invalid_request", "guided decoding needs num_beams: 1")
     sources = list(texts) if texts is not None else [x.prompt for x in items]
     try:
         compiled = [generator.constraint_for(text, spec, limits=limits.guided) for text in sources]

@@ -18,7 +18,12 @@ def test_settings_need_exactly_one_source() -> None:
     with pytest.raises(ValidationError, match="exactly one"):
         seq2seq.Seq2SeqSettings.model_validate({"base": "t5-small", "warm_start": {"encoder": MINILM}})
     assert seq2seq.Seq2SeqSettings(warm_start=seq2seq.WarmStart(encoder=MINILM)).source() == {
-        "warm_start": {"encoder": MINILM, "decoder": None, "decoder_layers": None}
+        "warm_start": {
+            "encoder": MINILM,
+            "decoder": None,
+            "decoder_layers": None,
+            "cross_attention": "random",
+        }
     }
 
 
@@ -66,6 +71,18 @@ def test_warm_start_can_keep_fewer_decoder_layers() -> None:
     assert not any(".layer.2." in name for name in loaded.new_weights)
     with pytest.raises(ConfigError, match="decoder_layers is 9 but"):
         seq2seq.warm_start(seq2seq.WarmStart(encoder=MINILM, decoder_layers=9))
+
+
+def test_warm_start_can_copy_self_attention_into_cross_attention() -> None:
+    import torch
+
+    copied = seq2seq.warm_start(seq2seq.WarmStart(encoder=MINILM, cross_attention="self")).model.decoder
+    fresh = seq2seq.warm_start(seq2seq.WarmStart(encoder=MINILM)).model.decoder
+    for copy, new in zip(copied.bert.encoder.layer, fresh.bert.encoder.layer, strict=True):
+        for name, weight in copy.crossattention.state_dict().items():
+            assert torch.equal(weight, copy.attention.state_dict()[name])
+            assert weight.data_ptr() != copy.attention.state_dict()[name].data_ptr()  # a copy, not tied
+        assert not torch.equal(new.crossattention.self.query.weight, new.attention.self.query.weight)
 
 
 def test_warm_start_with_lora_trains_the_new_cross_attention_in_full() -> None:
