@@ -9,7 +9,8 @@ the first match of the slot's ``pattern`` (a regex with one group, matched line 
 - ``choice``: the matched text split at ``split``, one literal per part (e.g. the ``columns:`` line);
 - ``spans``: every run of up to ``max_words`` consecutive words of the matched text, skipping runs that
   contain one of ``exclude`` (e.g. values copied from the question, never a quote that could end a SQL
-  string early).
+  string early) and runs that begin or end with a mark made of ``edges`` (a value never ends with the
+  question's ``?``).
 
 Literals are written the way the model's tokenizer can write them (:mod:`miniml.guided.literals`). Taking
 the *first* match of each pattern matters for safety: text a user smuggles into a later line (a second
@@ -41,6 +42,11 @@ class Slot(BaseModel):
     max_words: int = Field(default=8, ge=1, le=64, description="spans: longest run of words")
     exclude: str = Field(
         default="'", description="spans: runs containing any of these characters are left out"
+    )
+    edges: str = Field(
+        default="",
+        description="spans: runs that begin or end with a mark made only of these characters are left out "
+        "(e.g. '?': a question's last mark is never part of a value copied from it)",
     )
 
     @field_validator("pattern")
@@ -118,12 +124,17 @@ def _fill(name: str, slot: Slot, prompt: str, speller: Speller) -> str:
 
 def _spans(text: str, slot: Slot, speller: Speller) -> list[str | None]:
     """Literals of every run of 1..max_words words of ``text`` that holds no excluded character."""
-    words = [(m.start(), m.end()) for m in WORD_RE.finditer(text)]
+    found = list(WORD_RE.finditer(text))
+    words = [(m.start(), m.end()) for m in found]
+    edge = [bool(slot.edges) and set(m.group()) <= set(slot.edges) for m in found]
     out: list[str | None] = []
     for first in range(len(words)):
+        if edge[first]:
+            continue
         for last in range(first, min(first + slot.max_words, len(words))):
             chunk = text[words[first][0] : words[last][1]]
             if any(c in chunk for c in slot.exclude):
                 break
-            out.append(speller.literal(chunk))
+            if not edge[last]:
+                out.append(speller.literal(chunk))
     return out

@@ -53,6 +53,27 @@ def test_slots_come_from_the_first_matching_lines() -> None:
     assert '"terrence ross"' in lark and "ross'" not in lark  # spans never hold a quote
 
 
+@pytest.mark.parametrize("support", [byte_level, wordpiece])
+def test_spans_never_begin_or_end_with_an_edge_mark(support: object) -> None:
+    _, compiler = support()  # type: ignore[operator]
+    prompt = "table: t-1\ncolumns: Name, Score\nQ: Who scored 1,5 points? Ann, or Bo?\nA:"
+    slots = {"value": {"pattern": "^Q: (.+)$", "render": "spans", "max_words": 4}}
+    plain = ModelConstraint.model_validate({"grammar": "start: {{value}}", "slots": slots})
+    slots["value"]["edges"] = "?,"
+    trimmed = ModelConstraint.model_validate({"grammar": "start: {{value}}", "slots": slots})
+    spelled = compiler.speller.literal
+
+    def options(constraint: ModelConstraint) -> set[str]:
+        rendered = constraint.render(prompt, compiler.speller).removeprefix("start: (").removesuffix(")")
+        return set(rendered.split(" | "))
+
+    before, after = options(plain), options(trimmed)
+    for value in ("points?", "Ann,", ", or Bo", "?"):  # slices of the question, as the slot cuts them
+        assert spelled(value) in before and spelled(value) not in after, value
+    for value in ("1,5 points", "or Bo", "Ann", "Who scored"):  # inner marks stay
+        assert spelled(value) in after, value
+
+
 def test_a_prompt_without_a_slot_line_is_refused() -> None:
     _, compiler = byte_level()
     with pytest.raises(ConstraintError, match="slot 'column'"):
