@@ -4,7 +4,8 @@ Examples become tensors here: the input is tokenized with the tokenizer's own sp
 ``max_input_tokens``; the target becomes ``labels`` (its tokens plus the end token, cut at
 ``max_target_tokens``), and the loss covers exactly those. Outputs become answers by decoding the generated
 tokens without special tokens. An encoder-only checkpoint (BERT, MiniLM) can serve as both halves of an
-``EncoderDecoderModel`` (``warm_start``): the decoder gets a causal mask and fresh cross-attention, and the
+``EncoderDecoderModel`` (``warm_start``): the decoder gets a causal mask and new cross-attention (random, or a
+copy of each layer's self-attention: ``cross_attention: self``), and the
 start / pad / end tokens come from the tokenizer and are saved in ``generation_config.json``.
 """
 
@@ -166,19 +167,21 @@ def _copy_self_attention(decoder: Any, ref: str) -> None:
     """
     import torch
 
-    copied = 0
-    for module in decoder.modules():
-        cross = getattr(module, "crossattention", None)
-        own = getattr(module, "attention", None)
-        if cross is None or own is None:
-            continue
-        cross_state, own_state = cross.state_dict(), own.state_dict()
-        if cross_state.keys() != own_state.keys():
-            break
+    pairs = [
+        (m.crossattention, m.attention)
+        for m in decoder.modules()
+        if getattr(m, "crossattention", None) is not None and getattr(m, "attention", None) is not None
+    ]
+    same = all(
+        cross.state_dict().keys() == own.state_dict().keys()
+        and all(v.shape == own.state_dict()[k].shape for k, v in cross.state_dict().items())
+        for cross, own in pairs
+    )
+    if pairs and same:  # every layer or none: a half-copied decoder would be neither recipe
         with torch.no_grad():
-            cross.load_state_dict(own_state)
-        copied += 1
-    if not copied:
+            for cross, own in pairs:
+                cross.load_state_dict(own.state_dict())
+    else:
         raise ConfigError(
             f"cannot copy self-attention into cross-attention for {ref!r}: its layers have no "
             "`attention` / `crossattention` pair of the same shape",
