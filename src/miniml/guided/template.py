@@ -15,6 +15,11 @@ the first match of the slot's ``pattern`` (a regex with one group, matched line 
 Literals are written the way the model's tokenizer can write them (:mod:`miniml.guided.literals`). Taking
 the *first* match of each pattern matters for safety: text a user smuggles into a later line (a second
 ``columns:`` line inside the question) is never read as a slot.
+
+llguidance lexes each literal of a rule greedily: in ``text: ("ann" | "ann scored")`` followed by ``" " "'"``
+the lexer, having read ``ann`` and a space, only goes on towards ``ann scored`` and never backtracks, so
+``'ann '`` is refused. Slots whose options begin one another belong inside a terminal that ends at a
+delimiter (``VALUE: "'" " "? TEXT " "? "'"`` with ``TEXT: {{value}}``), as examples/text2sql does.
 """
 
 from __future__ import annotations

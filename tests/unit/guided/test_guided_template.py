@@ -81,6 +81,27 @@ def test_a_prompt_without_a_slot_line_is_refused() -> None:
 
 
 @pytest.mark.parametrize("support", [byte_level, wordpiece])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT Points FROM t-1 WHERE Name = 'Ann'",  # 'Ann' is a prefix of the span 'Ann scored'
+        "SELECT Points for FROM t-1 WHERE Points = 5",  # Points is a prefix of the column Points for
+        "SELECT COUNT Points FROM t-1 WHERE Points for = 'Leeds' AND Name = 'Ann scored'",
+        "SELECT MAX Points for FROM t-1 WHERE Points > 5 AND Name = 'Leeds'",
+    ],
+)
+def test_a_value_or_column_that_begins_a_longer_one_can_end(support: object, query: str) -> None:
+    """llguidance lexes greedily: an alternation of literals in a rule could never stop at 'Ann' when
+    'Ann scored' goes on with the same space; the example's terminals end at a delimiter instead."""
+    tok, compiler = support()  # type: ignore[operator]
+    prompt = "table: t-1\ncolumns: Points, Points for, Name\nQ: Did Ann scored 5 points for Leeds?\nA:"
+    matcher = compiler.compile_lark(wikisql().render(prompt, compiler.speller)).matcher()
+    for token in tok(query, add_special_tokens=False)["input_ids"]:
+        assert matcher.consume_token(token), (query, matcher.get_error())
+    assert matcher.is_accepting(), query
+
+
+@pytest.mark.parametrize("support", [byte_level, wordpiece])
 def test_an_injection_can_only_yield_one_read_only_select(support: object) -> None:
     _, compiler = support()  # type: ignore[operator]
     compiled = compiler.compile_lark(wikisql().render(ATTACK, compiler.speller))
