@@ -5,7 +5,8 @@ Examples become tensors here: the input is tokenized with the tokenizer's own sp
 ``max_target_tokens``), and the loss covers exactly those. Outputs become answers by decoding the generated
 tokens without special tokens. An encoder-only checkpoint (BERT, MiniLM) can serve as both halves of an
 ``EncoderDecoderModel`` (``warm_start``): the decoder gets a causal mask and new cross-attention (random, or a
-copy of each layer's self-attention: ``cross_attention: self``), and the
+copy of each layer's self-attention: ``cross_attention: self``), an LM head (the checkpoint's, or for a
+sentence encoder without one, random or the identity: ``lm_head: identity``), and the
 start / pad / end tokens come from the tokenizer and are saved in ``generation_config.json``.
 """
 
@@ -47,6 +48,11 @@ class WarmStart(BaseModel):
         "random",
         description="how the decoder's new cross-attention starts: random, or a copy of each layer's "
         "self-attention (it reads the input the way the checkpoint reads a sentence from the first step)",
+    )
+    lm_head: Literal["checkpoint", "identity"] = Field(
+        "checkpoint",
+        description="how the decoder's LM-head transform starts: the checkpoint's (random where it has "
+        "none, as sentence encoders), or the identity (a last hidden state reads out as the token it holds)",
     )
 
 
@@ -149,6 +155,8 @@ def warm_start(spec: WarmStart, quantization: Quantization = "none") -> Pretrain
         )
     if spec.cross_attention == "self":
         _copy_self_attention(decoder.model, decoder_ref)
+    if spec.lm_head == "identity":
+        _identity_lm_head(decoder.model, decoder.new_weights, decoder_ref)
     with quiet_transformers():
         model = EncoderDecoderModel(encoder=encoder.model, decoder=decoder.model)
     new = [f"encoder.{k}" for k in encoder.new_weights] + [f"decoder.{k}" for k in decoder.new_weights]
@@ -187,6 +195,40 @@ def _copy_self_attention(decoder: Any, ref: str) -> None:
             "`attention` / `crossattention` pair of the same shape",
             hint="set model.warm_start.cross_attention: random",
         )
+
+
+def _identity_lm_head(decoder: Any, new_weights: list[str], ref: str) -> None:
+    """Start a new BERT-style LM-head transform (dense → activation → LayerNorm) as the identity.
+
+    A sentence encoder (all-MiniLM-L6-v2) ships without its masked-LM head, so the decoder's transform
+    starts random and scrambles every hidden state before the (tied) output embeddings. As the identity,
+    the last hidden state reads out as the token it holds (for MiniLM, 55% of a prompt's tokens exactly),
+    so the decoder starts from a readout in token space instead of noise.
+    """
+    import torch
+
+    dense = next(
+        (
+            (name, module)
+            for name, module in decoder.named_modules()
+            if name.endswith(("predictions.transform.dense", "lm_head.dense"))
+        ),
+        None,
+    )
+    if dense is None or dense[1].weight.shape[0] != dense[1].weight.shape[1]:
+        raise ConfigError(
+            f"model.warm_start.lm_head: identity needs a BERT-style LM-head transform; {ref!r} has none",
+            hint="set model.warm_start.lm_head: checkpoint",
+        )
+    name, module = dense
+    if f"{name}.weight" not in new_weights:
+        raise ConfigError(
+            f"model.warm_start.lm_head: identity would overwrite the LM head {ref!r} was trained with",
+            hint="set model.warm_start.lm_head: checkpoint (its head is already trained)",
+        )
+    with torch.no_grad():
+        module.weight.copy_(torch.eye(module.weight.shape[0], dtype=module.weight.dtype))
+        module.bias.zero_()
 
 
 def _keep_layers(config: Any, layers: int, ref: str) -> None:

@@ -23,6 +23,7 @@ def test_settings_need_exactly_one_source() -> None:
             "decoder": None,
             "decoder_layers": None,
             "cross_attention": "random",
+            "lm_head": "checkpoint",
         }
     }
 
@@ -83,6 +84,21 @@ def test_warm_start_can_copy_self_attention_into_cross_attention() -> None:
             assert torch.equal(weight, copy.attention.state_dict()[name])
             assert weight.data_ptr() != copy.attention.state_dict()[name].data_ptr()  # a copy, not tied
         assert not torch.equal(new.crossattention.self.query.weight, new.attention.self.query.weight)
+
+
+def test_warm_start_can_start_the_new_lm_head_as_the_identity() -> None:
+    import torch
+
+    spec = seq2seq.WarmStart(encoder=MINILM, lm_head="identity")
+    decoder = seq2seq.warm_start(spec).model.decoder
+    dense = decoder.cls.predictions.transform.dense
+    assert torch.equal(dense.weight, torch.eye(dense.weight.shape[0])) and not dense.bias.any()
+    fresh = seq2seq.warm_start(seq2seq.WarmStart(encoder=MINILM)).model.decoder
+    assert not torch.equal(fresh.cls.predictions.transform.dense.weight, dense.weight)
+    # the readout is in token space: a hidden state holding a token's embedding reads out as that token
+    words = torch.tensor([[2054, 2003, 1996, 4827]])  # "what is the branding"
+    hidden = decoder.bert.embeddings.word_embeddings(words)
+    assert torch.equal(decoder.cls(hidden).argmax(-1), words)
 
 
 def test_warm_start_with_lora_trains_the_new_cross_attention_in_full() -> None:
