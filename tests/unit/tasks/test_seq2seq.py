@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 import tiny_generative as tg
 from miniml.errors import ConfigError
+from miniml.models.hf import resolve_reference
 from miniml.tasks import get_task, seq2seq
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -99,6 +102,20 @@ def test_warm_start_can_start_the_new_lm_head_as_the_identity() -> None:
     words = torch.tensor([[2054, 2003, 1996, 4827]])  # "what is the branding"
     hidden = decoder.bert.embeddings.word_embeddings(words)
     assert torch.equal(decoder.cls(hidden).argmax(-1), words)
+
+
+def test_identity_lm_head_is_refused_where_the_checkpoint_has_a_trained_head(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    tok = AutoTokenizer.from_pretrained(resolve_reference(MINILM))
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    BertForMaskedLM(config).save_pretrained(tmp_path)  # a BERT with its masked-LM head
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="would overwrite the LM head"):
+        seq2seq.warm_start(seq2seq.WarmStart(encoder=str(tmp_path), lm_head="identity"))
+    assert seq2seq.warm_start(seq2seq.WarmStart(encoder=str(tmp_path))).model is not None
 
 
 def test_warm_start_with_lora_trains_the_new_cross_attention_in_full() -> None:
