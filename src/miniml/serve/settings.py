@@ -308,12 +308,24 @@ class AutoscalingSettings(StepConfig):
     look_back_period_s: float = Field(
         default=30.0, gt=0, description="the load is the mean of requests in flight over this window"
     )
+    metrics_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="how often each proxy and replica reports its load to Serve's controller",
+    )
 
     @model_validator(mode="after")
     def _min_below_max(self) -> AutoscalingSettings:
         if self.min_replicas > self.max_replicas:
             raise ValueError(
                 f"autoscaling.min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
+            )
+        if self.look_back_period_s <= self.metrics_interval_s:
+            raise ValueError(
+                f"autoscaling.look_back_period_s ({self.look_back_period_s:g}) must be above "
+                f"metrics_interval_s ({self.metrics_interval_s:g}): the window would hold at most one "
+                "report; raise look_back_period_s or lower metrics_interval_s"
             )
         return self
 

@@ -49,6 +49,10 @@ def test_backend_section_defaults_and_overrides() -> None:
             "backend.autoscaling.min_replicas=3",
             "min_replicas (3) is above max_replicas (2)",
         ),
+        (
+            "backend.autoscaling.look_back_period_s=5",
+            "look_back_period_s (5) must be above metrics_interval_s (10)",
+        ),
         ("backend.type=k8s", "backend.type"),
     ],
 )
@@ -82,6 +86,7 @@ def test_deployment_options_follow_the_section() -> None:
         "upscale_delay_s": 30.0,
         "downscale_delay_s": 600.0,
         "look_back_period_s": 30.0,
+        "metrics_interval_s": 10.0,
     }
 
 

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,7 @@ def deployment_options(settings: ServeSettings) -> dict[str, Any]:
             "upscale_delay_s": a.upscale_delay_s,
             "downscale_delay_s": a.downscale_delay_s,
             "look_back_period_s": a.look_back_period_s,
+            "metrics_interval_s": a.metrics_interval_s,
         }
     else:
         options["num_replicas"] = b.replicas
@@ -200,7 +202,9 @@ def application(settings: ServeSettings) -> Any:
     from miniml.backends.ray.replica import MinimlReplica
 
     ingress = serve.ingress()(MinimlReplica)  # the app is built in each replica (__serve_build_asgi_app__)
-    deployment = serve.deployment(**deployment_options(settings))(ingress)
+    with warnings.catch_warnings():  # Ray 2.60 warns that it will read it from the environment one day
+        warnings.filterwarnings("ignore", "The `metrics_interval_s` field", DeprecationWarning)
+        deployment = serve.deployment(**deployment_options(settings))(ingress)
     board = serve.deployment(**board_options(settings.server.graceful_timeout_s))(ReplicaBoard)
     return deployment.bind(settings.model_dump_json(), worker_env(), board.bind())
 
