@@ -316,7 +316,7 @@ class AutoscalingSettings(StepConfig):
     )
 
     @model_validator(mode="after")
-    def _min_below_max(self) -> AutoscalingSettings:
+    def _bounds_agree(self) -> AutoscalingSettings:
         if self.min_replicas > self.max_replicas:
             raise ValueError(
                 f"autoscaling.min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
