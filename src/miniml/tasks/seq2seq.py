@@ -52,7 +52,8 @@ class WarmStart(BaseModel):
     lm_head: Literal["checkpoint", "identity"] = Field(
         "checkpoint",
         description="how the decoder's LM-head transform starts: the checkpoint's (random where it has "
-        "none, as sentence encoders), or the identity (a last hidden state reads out as the token it holds)",
+        "none, as sentence encoders), or its dense layer as the identity (a last hidden state reads out "
+        "as the token it holds)",
     )
 
 
@@ -198,12 +199,14 @@ def _copy_self_attention(decoder: Any, ref: str) -> None:
 
 
 def _identity_lm_head(decoder: Any, new_weights: list[str], ref: str) -> None:
-    """Start a new BERT-style LM-head transform (dense → activation → LayerNorm) as the identity.
+    """Start the dense layer of a new BERT-style LM-head transform (dense → activation → LayerNorm) as the
+    identity; the activation and the new LayerNorm still follow it.
 
     A sentence encoder (all-MiniLM-L6-v2) ships without its masked-LM head, so the decoder's transform
-    starts random and scrambles every hidden state before the (tied) output embeddings. As the identity,
-    the last hidden state reads out as the token it holds (for MiniLM, 55% of a prompt's tokens exactly),
-    so the decoder starts from a readout in token space instead of noise.
+    starts random and scrambles every hidden state before the (tied) output embeddings. With an identity
+    dense layer, the last hidden state reads out as the token it holds (for MiniLM, 55% of a prompt's tokens
+    exactly; a token's own embedding reads out as that token), so the decoder starts from a readout in
+    token space instead of noise.
     """
     import torch
 
